@@ -1,0 +1,69 @@
+"""Small Arrow helpers shared by decoders, processors and sinks."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from headwater.errors import HeadwaterError
+
+
+def column_path(table: pa.Table, path: str) -> pa.ChunkedArray:
+    """The column at a dotted path (``candidate.ra``), reaching into structs.
+
+    A null parent struct yields a null child. An unknown path raises with the columns
+    that do exist at that level.
+    """
+    head, *rest = path.split(".")
+    if head not in table.column_names:
+        raise HeadwaterError(
+            f"column {head!r} (from path {path!r}) not found; the table has: "
+            f"{', '.join(table.column_names)}"
+        )
+    column = table[head]
+    walked = head
+    for name in rest:
+        field_type = column.type
+        if not pa.types.is_struct(field_type):
+            raise HeadwaterError(
+                f"column {walked!r} is {field_type}, not a struct, "
+                f"so {path!r} cannot reach {name!r}"
+            )
+        names = [field_type.field(i).name for i in range(field_type.num_fields)]
+        if name not in names:
+            raise HeadwaterError(
+                f"field {name!r} (from path {path!r}) not found in struct {walked!r}; it has: "
+                f"{', '.join(names)}"
+            )
+        column = pc.struct_field(column, name)
+        walked = f"{walked}.{name}"
+    return column
+
+
+def has_path(table: pa.Table, path: str) -> bool:
+    try:
+        column_path(table, path)
+    except HeadwaterError:
+        return False
+    return True
+
+
+def all_nullable(schema: pa.Schema) -> pa.Schema:
+    """The same schema with every field (nested ones too) nullable."""
+    return pa.schema([_nullable_field(f) for f in schema], metadata=schema.metadata)
+
+
+def _nullable_field(field: pa.Field) -> pa.Field:
+    return field.with_type(_nullable_type(field.type)).with_nullable(True)
+
+
+def _nullable_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(t):
+        return pa.struct([_nullable_field(t.field(i)) for i in range(t.num_fields)])
+    if pa.types.is_large_list(t):
+        return pa.large_list(_nullable_field(t.value_field))
+    if pa.types.is_list(t):
+        return pa.list_(_nullable_field(t.value_field))
+    if pa.types.is_map(t):
+        return pa.map_(t.key_type, _nullable_field(t.item_field))
+    return t

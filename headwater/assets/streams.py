@@ -1,0 +1,162 @@
+"""The stream assets of one pipeline, as one multi-asset.
+
+Every stream (and the quarantine) is an asset partitioned by time window. One run decodes a
+batch once and materializes all streams of the pipeline from it. The run config names the
+batches (their ids in the window's ledger); with none named, the run replays every batch
+recorded in its window — so re-materializing a window from the UI replays exactly its batches.
+"""
+
+# no `from __future__ import annotations`: Dagster reads these annotations at runtime
+
+import json
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Config,
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionsDefinition,
+    multi_asset,
+)
+from pydantic import Field
+
+from headwater.lake import QUARANTINE
+from headwater.pipeline import BatchReport, Pipeline
+from headwater.resources.project import HeadwaterProject
+from headwater.spec.load import LoadedSpec
+
+
+class BatchRunConfig(Config):
+    """Which batches of the partition's window to run."""
+
+    batch_ids: list[str] = Field(
+        default_factory=list,
+        description="Batch ids recorded in this window's ledger; empty = every batch of it.",
+    )
+    overrides: list[str] = Field(
+        default_factory=list, description="Spec overrides KEY.PATH=VALUE used for this run."
+    )
+
+
+def partitions_for(spec: LoadedSpec) -> TimeWindowPartitionsDefinition:
+    p = spec.model.partitions
+    start = p.start.isoformat()
+    if p.cadence == "hourly":
+        # end_offset=1: the window in progress exists, so batches cut now have a partition
+        return HourlyPartitionsDefinition(start_date=f"{start}-00:00", end_offset=1)
+    return DailyPartitionsDefinition(start_date=start, end_offset=1)
+
+
+def op_name(spec: LoadedSpec) -> str:
+    return f"{spec.name}__streams"
+
+
+def asset_key(spec: LoadedSpec, stream: str) -> AssetKey:
+    return AssetKey([spec.name, stream])
+
+
+def build_stream_assets(spec: LoadedSpec):
+    partitions = partitions_for(spec)
+    specs = [
+        AssetSpec(
+            asset_key(spec, s.name),
+            deps=[asset_key(spec, s.parent)] if s.parent else [],
+            description=s.description or f"Stream {s.name} of pipeline {spec.name}.",
+            group_name=spec.name,
+            kinds={k.name for k in s.sinks if k.name in ("parquet", "duckdb")} or None,
+            partitions_def=partitions,
+        )
+        for s in spec.streams
+    ]
+    specs.append(
+        AssetSpec(
+            asset_key(spec, QUARANTINE),
+            group_name=spec.name,
+            description="Inputs that could not be read, decoded or processed.",
+            partitions_def=partitions,
+            kinds={"parquet"},
+        )
+    )
+    spec_file = str(spec.file)
+
+    @multi_asset(
+        name=op_name(spec),
+        specs=specs,
+        partitions_def=partitions,
+        can_subset=False,
+        description=spec.model.description or None,
+    )
+    def _streams(
+        context: AssetExecutionContext, config: BatchRunConfig, headwater: HeadwaterProject
+    ):
+        pipeline = headwater.pipeline(spec_file, tuple(config.overrides))
+        reports = run_window(context, pipeline, context.partition_key, config.batch_ids)
+        yield from materializations(spec, reports)
+
+    return _streams
+
+
+def run_window(
+    context: AssetExecutionContext, pipeline: Pipeline, window: str, batch_ids: list[str]
+) -> list[BatchReport]:
+    entries = (
+        [pipeline.ledger.get(window, b) for b in batch_ids]
+        if batch_ids
+        else pipeline.ledger.window(window)
+    )
+    reports = []
+    for entry in entries:
+        context.log.info(
+            f"batch {entry.batch.id}: {pipeline.source.describe(entry.batch.coordinates)}"
+        )
+        reports.append(pipeline.run(entry.batch))
+    if not entries:
+        context.log.info(f"window {window} has no recorded batches: nothing to do")
+    return reports
+
+
+def materializations(spec: LoadedSpec, reports: list[BatchReport]):
+    for s in spec.streams:
+        rows_in = sum(r.streams[s.name].rows_in for r in reports)
+        rows_out = sum(r.streams[s.name].rows_out for r in reports)
+        seconds = sum(r.seconds for r in reports)
+        paths = [r.streams[s.name].outputs.get("parquet", {}).get("path") for r in reports]
+        meta: dict[str, Any] = {
+            **_batch_meta(reports),
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "rows_quarantined": sum(r.streams[s.name].quarantined for r in reports),
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(rows_in / seconds, 1) if seconds else 0.0,
+        }
+        if paths and paths[0]:
+            meta["path"] = (
+                MetadataValue.path(paths[0]) if len(paths) == 1 else MetadataValue.json(paths)
+            )
+        yield MaterializeResult(asset_key=asset_key(spec, s.name), metadata=meta)
+    q_paths = [r.quarantine_path for r in reports if r.quarantine_path]
+    yield MaterializeResult(
+        asset_key=asset_key(spec, QUARANTINE),
+        metadata={
+            **_batch_meta(reports),
+            "rows_quarantined": sum(r.quarantined for r in reports),
+            "paths": MetadataValue.json(q_paths),
+        },
+    )
+
+
+def _batch_meta(reports: list[BatchReport]) -> dict[str, Any]:
+    if len(reports) == 1:
+        b = reports[0].batch
+        return {
+            "batch_id": b.id,
+            "coordinates": MetadataValue.json(b.coordinates)
+            if len(json.dumps(b.coordinates)) < 50_000
+            else MetadataValue.text(json.dumps(b.coordinates)[:50_000] + "…"),
+        }
+    return {"batch_ids": MetadataValue.json([r.batch.id for r in reports]), "batches": len(reports)}

@@ -1,0 +1,263 @@
+"""``headwater``: run pipelines, query their outputs, validate specs, open the web UI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from headwater.errors import HeadwaterError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="headwater: event streams into data assets, on Dagster.",
+)
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value for this run: KEY.PATH=VALUE (repeatable)."),
+]
+
+
+def _root() -> Path:
+    return Path(os.environ.get("HEADWATER_HOME") or Path.cwd()).resolve()
+
+
+def resolve_spec(pipeline: str) -> Path:
+    """A spec path as given, or a pipeline name looked up in ``<root>/pipelines``."""
+    p = Path(pipeline)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p.resolve()
+    for suffix in (".yaml", ".yml"):
+        candidate = _root() / "pipelines" / f"{pipeline}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise HeadwaterError(
+        f"no pipeline {pipeline!r}: not a file, and no pipelines/{pipeline}.yaml under {_root()}"
+    )
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    pipelines: Annotated[list[str], typer.Argument(help="Spec files or names.")],
+    set_: SetOption = None,
+) -> None:
+    """Check specs without reading any data."""
+    from headwater.spec import load_spec, parse_overrides
+
+    failed = False
+    for name in pipelines:
+        try:
+            spec = load_spec(resolve_spec(name), parse_overrides(set_ or []), base_dir=_root())
+        except HeadwaterError as exc:
+            err.print(str(exc), highlight=False, markup=False)
+            failed = True
+            continue
+        streams = ", ".join(s.name for s in spec.streams)
+        out.print(f"[green]ok[/] {spec.file}: pipeline {spec.name}, streams {streams}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
+    set_: SetOption = None,
+    max_batches: Annotated[int, typer.Option(help="Process at most this many.")] = 0,
+) -> None:
+    """Cut every pending batch and process it now, in-process, as Dagster runs."""
+    try:
+        _run(resolve_spec(pipeline), set_ or [], max_batches)
+    except HeadwaterError as exc:
+        _fail(exc)
+
+
+def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
+    from headwater.resources.project import get_pipeline
+    from headwater.runner import run_batches
+
+    pipeline = get_pipeline(str(spec_file), tuple(overrides), str(_root()))
+    new = pipeline.plan()
+    pending = pipeline.pending()
+    if max_batches:
+        pending = pending[:max_batches]
+    if not pending:
+        out.print(
+            f"pipeline [bold]{pipeline.name}[/]: nothing to do — no new input since the last batch."
+        )
+        return
+    out.print(
+        f"pipeline [bold]{pipeline.name}[/]: {len(new)} new batch(es), {len(pending)} to process"
+    )
+    started = time.perf_counter()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("batches", total=len(pending))
+        results = run_batches(
+            spec_file,
+            pipeline,
+            pending,
+            overrides,
+            _root(),
+            on_done=lambda _: progress.advance(task),
+        )
+    _summary(pipeline, results, time.perf_counter() - started)
+    failed = [r for r in results if not r.success]
+    if failed:
+        for r in failed:
+            err.print(f"[red]batch {r.batch.id} failed[/]: {r.error}", highlight=False)
+        err.print("Failed batches stay pending; `headwater run` again retries them.")
+        raise typer.Exit(1)
+
+
+def _summary(pipeline, results, seconds: float) -> None:
+    streams: dict[str, list[int]] = {s.name: [0, 0, 0] for s in pipeline.spec.streams}
+    messages = quarantined = 0
+    for r in results:
+        messages += r.summary.get("messages", 0)
+        quarantined += r.summary.get("quarantined", 0)
+        for name, s in r.summary.get("streams", {}).items():
+            acc = streams[name]
+            acc[0] += s["rows_in"]
+            acc[1] += s["rows_out"]
+            acc[2] += s["quarantined"]
+    table = Table(title=f"pipeline {pipeline.name}: {len(results)} batch(es) in {seconds:.2f}s")
+    for col in ("stream", "rows in", "rows out", "quarantined", "output"):
+        table.add_column(col, justify="left" if col in ("stream", "output") else "right")
+    for name, (rin, rout, q) in streams.items():
+        table.add_row(
+            name, str(rin), str(rout), str(q), str(pipeline.lake.stream_dir(pipeline.name, name))
+        )
+    out.print(table)
+    rate = messages / seconds if seconds else 0.0
+    out.print(
+        f"{messages} messages, {quarantined} quarantined, {rate:,.0f} messages/s. "
+        f"DuckDB: {pipeline.lake.database(pipeline.name)}"
+    )
+    first = pipeline.spec.streams[-1].name
+    out.print(f'Try: headwater query "select count(*) from {first}"', highlight=False)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL over the streams' views.")],
+    lake: Annotated[Path, typer.Option(help="Lake folder holding <pipeline>.duckdb.")] = Path(
+        "lake"
+    ),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run SQL over every pipeline's outputs (views named after the streams)."""
+    from headwater.query import run_query
+
+    if fmt not in ("table", "csv", "json"):
+        _fail(HeadwaterError(f"--format must be table, csv or json, got {fmt!r}"))
+    root = lake if lake.is_absolute() else _root() / lake
+    try:
+        columns, rows = run_query(root, sql)
+    except HeadwaterError as exc:
+        _fail(exc)
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    elif fmt == "json":
+        for row in rows:
+            sys.stdout.write(json.dumps(dict(zip(columns, row, strict=True)), default=str) + "\n")
+    else:
+        _table(columns, rows, limit)
+
+
+def _table(columns: list[str], rows: list[tuple[Any, ...]], limit: int) -> None:
+    table = Table()
+    for c in columns:
+        table.add_column(c, overflow="fold", max_width=60)
+    for row in rows[:limit]:
+        table.add_row(*(_cell(v) for v in row))
+    out.print(table)
+    if len(rows) > limit:
+        out.print(f"({len(rows)} rows, {limit} shown; --limit or --format csv for all)")
+
+
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+@app.command()
+def batches(
+    pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
+    window: Annotated[str | None, typer.Option(help="Only this window.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """List recorded batches: window, id, status, records, coordinates."""
+    from headwater.resources.project import get_pipeline
+
+    try:
+        p = get_pipeline(str(resolve_spec(pipeline)), tuple(set_ or []), str(_root()))
+    except HeadwaterError as exc:
+        _fail(exc)
+    entries = p.ledger.window(window) if window else list(p.ledger.entries())
+    table = Table(title=f"batches of {p.name}")
+    for col in ("window", "batch", "status", "records", "quarantined", "coordinates"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e.batch.window,
+            e.batch.id,
+            e.status,
+            str(e.batch.records),
+            str(e.summary.get("quarantined", "")),
+            p.source.describe(e.batch.coordinates),
+        )
+    out.print(table)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Web UI port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start the Dagster web UI and daemon on this project (dagster dev)."""
+    root = _root()
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(root / "workspace.yaml"),
+        "-p",
+        str(port),
+        "-h",
+        host,
+    ]
+    out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
+    raise typer.Exit(subprocess.call(cmd, cwd=root))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,203 @@
+"""The Avro decoder: object container files, schemaless bodies, and the Confluent framing.
+
+Each distinct writer schema is parsed once per process and cached by its bytes (ZTF
+carries its ~23 KB schema in every message). Messages are grouped by writer schema; the
+output is one table whose schema is the union of the batch's writer schemas.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Literal
+
+import fastavro
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from headwater.batch import RawBatch
+from headwater.decoders import avro_wire
+from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
+from headwater.decoders.base import Decoded, Decoder, DecoderConfig
+from headwater.decoders.schemas import (
+    LocalSchemas,
+    LocalSchemasConfig,
+    RegistryConfig,
+    RegistrySchemas,
+)
+from headwater.errors import DecodeError
+from headwater.quarantine import rejects
+
+
+class AvroConfig(DecoderConfig):
+    framing: Literal["container", "schemaless", "confluent"] = Field(
+        default="container",
+        description="container: schema inside every message (ZTF); schemaless: a configured "
+        ".avsc; confluent: magic byte 0 + 4-byte schema id + body (Rubin).",
+    )
+    schema_file: str | None = Field(
+        default=None, description="The writer schema (.avsc) for framing: schemaless."
+    )
+    schemas: LocalSchemasConfig | None = Field(
+        default=None, description="framing confluent: a local folder of schemas keyed by id."
+    )
+    registry: RegistryConfig | None = Field(
+        default=None, description="framing confluent: a Schema Registry to resolve ids."
+    )
+    cutouts: Literal["keep", "drop"] = Field(
+        default="keep", description="drop leaves out every top-level field named cutout*."
+    )
+
+    @model_validator(mode="after")
+    def _framing_needs(self) -> AvroConfig:
+        if self.framing == "schemaless" and not self.schema_file:
+            raise ValueError("framing 'schemaless' needs schema_file: path/to/schema.avsc")
+        if self.framing == "confluent" and (self.schemas is None) == (self.registry is None):
+            raise ValueError(
+                "framing 'confluent' needs exactly one of schemas: {path: …} or registry: {url: …}"
+            )
+        return self
+
+
+class _Writer:
+    """A parsed writer schema and its Arrow schema."""
+
+    __slots__ = ("arrow", "parsed")
+
+    def __init__(self, parsed: Any, source_json: Any):
+        self.parsed = parsed
+        self.arrow = avro_to_arrow(source_json)
+
+
+class AvroDecoder(Decoder):
+    Config = AvroConfig
+
+    def __init__(self, config: AvroConfig, ctx):
+        super().__init__(config, ctx)
+        self._writers: dict[Any, _Writer] = {}
+        self._by_id: Any = None
+        if config.framing == "schemaless":
+            path = ctx.path(config.schema_file)
+            parsed = fastavro.schema.load_schema(str(path))
+            self._writers["static"] = _Writer(parsed, parsed)
+        elif config.framing == "confluent":
+            self._by_id = (
+                LocalSchemas(ctx.path(config.schemas.path), config.schemas.pattern)
+                if config.schemas
+                else RegistrySchemas(config.registry)
+            )
+        dropped = set(config.drop)
+        self._dropped = dropped
+        self._drop_cutouts = config.cutouts == "drop"
+
+    # -- one message --------------------------------------------------------------------
+
+    def _writer_for(self, key: Any, load) -> _Writer:
+        writer = self._writers.get(key)
+        if writer is None:
+            parsed, source_json = load()
+            writer = self._writers[key] = _Writer(parsed, source_json)
+        return writer
+
+    def _container(self, value: bytes) -> tuple[Any, list[dict]]:
+        c = avro_wire.parse_container(value)
+
+        def load():
+            try:
+                source = json.loads(c.schema)
+            except ValueError as exc:
+                raise DecodeError(f"container schema is not valid JSON: {exc}") from exc
+            return fastavro.parse_schema(source), source
+
+        writer = self._writer_for(c.schema, load)
+        records = []
+        for count, data in c.blocks:
+            records.extend(_read_body(data, writer.parsed, count))
+        return c.schema, records
+
+    def _confluent(self, value: bytes) -> tuple[Any, list[dict]]:
+        schema_id, body = avro_wire.split_confluent(value)
+
+        def load():
+            parsed = self._by_id.get(schema_id)
+            return parsed, parsed
+
+        writer = self._writer_for(schema_id, load)
+        return schema_id, _read_body(body, writer.parsed, 1)
+
+    def _schemaless(self, value: bytes) -> tuple[Any, list[dict]]:
+        return "static", _read_body(value, self._writers["static"].parsed, 1)
+
+    # -- the batch ------------------------------------------------------------------------
+
+    def decode(self, raw: RawBatch) -> Decoded:
+        one = {
+            "container": self._container,
+            "confluent": self._confluent,
+            "schemaless": self._schemaless,
+        }[self.config.framing]
+        values = raw.messages["value"].to_pylist()
+        sources = raw.messages["_source"].to_pylist()
+        offsets = raw.messages["_offset"].to_pylist()
+        records: list[dict] = []
+        row_message: list[int] = []
+        keys: dict[Any, None] = {}
+        bad: tuple[list, list, list, list] = ([], [], [], [])
+        for i, value in enumerate(values):
+            try:
+                if value is None:
+                    raise DecodeError("message has no value (a tombstone)")
+                key, recs = one(value)
+            except Exception as exc:
+                for column, item in zip(
+                    bad, (sources[i], offsets[i], _reason(exc), value), strict=True
+                ):
+                    column.append(item)
+                continue
+            keys[key] = None
+            records.extend(recs)
+            row_message.extend([i] * len(recs))
+        schema = self._output_schema(list(keys))
+        table = _to_table(records, schema)
+        return self.finish(table, np.asarray(row_message, dtype=np.int64), raw, [rejects(*bad)])
+
+    def _output_schema(self, keys: list[Any]) -> pa.Schema:
+        if not keys:
+            return pa.schema([])
+        schema = unify([self._writers[k].arrow for k in keys])
+        dropped = set(self._dropped)
+        if self._drop_cutouts:
+            dropped |= {f.name for f in schema if f.name.startswith("cutout")}
+        return drop_fields(schema, dropped)
+
+
+def _read_body(data: bytes, parsed: Any, count: int) -> list[dict]:
+    fo = io.BytesIO(data)
+    try:
+        records = [fastavro.schemaless_reader(fo, parsed) for _ in range(count)]
+    except Exception as exc:
+        raise DecodeError(
+            f"Avro body does not match its writer schema ({type(exc).__name__}: {exc}); "
+            "the message is truncated or was written with another schema"
+        ) from exc
+    left = len(data) - fo.tell()
+    if left:
+        raise DecodeError(
+            f"{left} bytes left over after the record: the message was written with another "
+            "schema or is corrupt"
+        )
+    return records
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DecodeError):
+        return f"avro: {exc}"
+    return f"avro: {type(exc).__name__}: {exc}"
+
+
+def _to_table(records: list[dict], schema: pa.Schema) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(records, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        raise DecodeError(f"decoded records do not fit the unified Arrow schema: {exc}") from exc

@@ -1,0 +1,96 @@
+"""CSV decoder: one CSV record per message, parsed for the whole batch by Arrow.
+
+Records of a file source carry their file's header line; records from a topic use the
+configured ``columns``. Rows Arrow cannot parse are quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+from pydantic import Field, field_validator
+
+from headwater.batch import RawBatch
+from headwater.decoders.base import Decoded, Decoder, DecoderConfig
+from headwater.decoders.types import arrow_type, check_type_names
+from headwater.quarantine import rejects
+
+
+class CsvConfig(DecoderConfig):
+    columns: list[str] = Field(
+        default_factory=list,
+        description="Column names when the messages carry no header line.",
+    )
+    types: dict[str, str] = Field(
+        default_factory=dict, description="Column types to enforce; others are inferred."
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    _types = field_validator("types")(classmethod(lambda cls, v: check_type_names(v)))
+
+
+class CsvDecoder(Decoder):
+    Config = CsvConfig
+
+    def decode(self, raw: RawBatch) -> Decoded:
+        sources = raw.messages["_source"].to_pylist()
+        offsets = raw.messages["_offset"].to_pylist()
+        values = raw.messages["value"].to_pylist()
+        groups: dict[bytes | None, list[int]] = {}
+        for i, source in enumerate(sources):
+            groups.setdefault(raw.headers.get(source), []).append(i)
+        tables, rows, bad = [], [], ([], [], [], [])
+        for header, members in groups.items():
+            table, kept = self._parse(header, [values[i] for i in members], bad_sink := [])
+            tables.append(table)
+            rows.extend(members[k] for k in kept)
+            for k, reason in bad_sink:
+                i = members[k]
+                for column, item in zip(
+                    bad, (sources[i], offsets[i], reason, values[i]), strict=True
+                ):
+                    column.append(item)
+        table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+        table = table.drop_columns([c for c in self.config.drop if c in table.column_names])
+        return self.finish(table, np.asarray(rows, dtype=np.int64), raw, [rejects(*bad)])
+
+    def _parse(
+        self, header: bytes | None, lines: list[bytes | None], bad: list[tuple[int, str]]
+    ) -> tuple[pa.Table, list[int]]:
+        """Parse one header group; return the table and the kept indexes into ``lines``."""
+        nonblank = [i for i, v in enumerate(lines) if v and v.strip()]
+        bad.extend((i, "csv: empty record") for i, v in enumerate(lines) if not (v and v.strip()))
+        invalid: set[int] = set()
+        skip_header = header is not None and not self.config.columns
+
+        def on_invalid(row) -> str:
+            # row.number is 1-based over the parsed text, header line included
+            j = row.number - (2 if skip_header else 1)
+            invalid.add(j)
+            bad.append(
+                (
+                    nonblank[j],
+                    f"csv: expected {row.expected_columns} columns, "
+                    f"got {row.actual_columns}: {row.text!r}",
+                )
+            )
+            return "skip"
+
+        body = b"\n".join(lines[i].rstrip(b"\r\n") for i in nonblank)
+        if skip_header:
+            body = header.rstrip(b"\r\n") + b"\n" + body
+        table = pcsv.read_csv(
+            pa.py_buffer(body),
+            # row numbers in invalid_row_handler need the serial reader
+            read_options=pcsv.ReadOptions(
+                column_names=self.config.columns or None, use_threads=False
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=self.config.delimiter, invalid_row_handler=on_invalid
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={k: arrow_type(v) for k, v in self.config.types.items()}
+            ),
+        )
+        return table, [i for j, i in enumerate(nonblank) if j not in invalid]

@@ -1,0 +1,199 @@
+"""A pipeline built from its spec: cut batches, run a batch end to end, commit after durable.
+
+This is the plain core that the Dagster shell and the CLI both call. It imports no dagster.
+
+Per batch: read the recorded coordinates → decode (refused messages to the quarantine) →
+every stream in dependency order through its processors → write the quarantine → every
+stream's sinks in order → commit the source → mark the batch done in the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from headwater import registry
+from headwater.batch import Batch, batch_id_for
+from headwater.component import Context
+from headwater.lake import QUARANTINE, Lake
+from headwater.ledger import PENDING, Ledger
+from headwater.quarantine import Quarantine, rejects
+from headwater.sinks.base import Target
+from headwater.sinks.parquet import write_atomically
+from headwater.spec.load import LoadedSpec
+from headwater.spec.model import ComponentSpec
+
+WINDOW_FORMATS = {"daily": "%Y-%m-%d", "hourly": "%Y-%m-%d-%H:00"}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class StreamReport:
+    stream: str
+    rows_in: int = 0
+    rows_out: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class BatchReport:
+    batch: Batch
+    messages: int = 0
+    decoded: int = 0
+    quarantined: int = 0
+    decode_seconds: float = 0.0
+    seconds: float = 0.0
+    streams: dict[str, StreamReport] = field(default_factory=dict)
+    quarantine_path: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "decoded": self.decoded,
+            "quarantined": self.quarantined,
+            "decode_seconds": round(self.decode_seconds, 6),
+            "seconds": round(self.seconds, 6),
+            "streams": {
+                s.stream: {
+                    "rows_in": s.rows_in,
+                    "rows_out": s.rows_out,
+                    "quarantined": s.quarantined,
+                    "seconds": round(s.seconds, 6),
+                    "outputs": s.outputs,
+                }
+                for s in self.streams.values()
+            },
+        }
+
+
+def _build(kind: str, spec: ComponentSpec, ctx: Context) -> Any:
+    cls = registry.lookup(kind, spec.name)
+    return cls(spec.config, Context(ctx.pipeline, spec.where, ctx.base_dir, ctx.lake))
+
+
+class Pipeline:
+    """A loaded spec with its components instantiated; reusable across batches."""
+
+    def __init__(self, spec: LoadedSpec, clock: Callable[[], dt.datetime] = utcnow):
+        self.spec = spec
+        self.name = spec.name
+        self.clock = clock
+        base = spec.base_dir
+        lake_root = Path(spec.model.lake).expanduser()
+        self.lake = Lake(lake_root if lake_root.is_absolute() else (base / lake_root))
+        self.ledger = Ledger(self.lake.ledger_dir(self.name))
+        ctx = Context(self.name, "", base, self.lake)
+        self.source = _build("sources", spec.source, ctx)
+        self.decoder = _build("decoders", spec.decode, ctx)
+        self.processors = {
+            s.name: [_build("processors", p, ctx) for p in s.processors] for s in spec.streams
+        }
+        self.sinks = {
+            s.name: [(k.name, _build("sinks", k, ctx)) for k in s.sinks] for s in spec.streams
+        }
+
+    # -- cutting batches ------------------------------------------------------------------
+
+    def window_for(self, when: dt.datetime) -> str:
+        return when.astimezone(dt.UTC).strftime(WINDOW_FORMATS[self.spec.model.partitions.cadence])
+
+    def plan(self) -> list[Batch]:
+        """Cut the input not yet covered into batches and record them (before processing)."""
+        previous = [e.batch.coordinates for e in self.ledger.entries()]
+        now = self.clock()
+        batches = []
+        for coordinates, records in self.source.plan(previous):
+            batch = Batch(
+                pipeline=self.name,
+                id=batch_id_for(self.name, self.spec.source.name, coordinates),
+                window=self.window_for(now),
+                source=self.spec.source.name,
+                coordinates=coordinates,
+                created_at=now.isoformat(),
+                records=records,
+            )
+            batches.append(self.ledger.record(batch).batch)
+        return batches
+
+    def pending(self) -> list[Batch]:
+        """Recorded batches not yet done (new ones, and ones whose run failed)."""
+        return [e.batch for e in self.ledger.entries() if e.status == PENDING]
+
+    # -- running one batch ----------------------------------------------------------------
+
+    def run(self, batch: Batch) -> BatchReport:
+        started = time.perf_counter()
+        report = BatchReport(batch)
+        quarantine = Quarantine(self.name, batch.id)
+        raw = self.source.read(batch.coordinates)
+        report.messages = raw.messages.num_rows + len(raw.unreadable)
+        if raw.unreadable:
+            s, o, e = zip(*raw.unreadable, strict=True)
+            quarantine.add("source", None, rejects(list(s), list(o), list(e), [None] * len(s)))
+        decoded = self.decoder.decode(raw)
+        quarantine.add("decode", None, decoded.rejects)
+        report.decoded = decoded.table.num_rows
+        report.decode_seconds = time.perf_counter() - started
+        outputs = self._process(decoded.table, quarantine, report)
+        report.quarantine_path = self._write_quarantine(batch, quarantine)
+        report.quarantined = quarantine.total
+        for name, table in outputs.items():
+            t0 = time.perf_counter()
+            for sink_name, sink in self.sinks[name]:
+                report.streams[name].outputs[sink_name] = sink.write(
+                    Target(self.name, name, batch), table
+                )
+            report.streams[name].seconds += time.perf_counter() - t0
+        self.source.commit(batch)
+        report.seconds = time.perf_counter() - started
+        self.ledger.complete(batch, report.summary())
+        return report
+
+    def _process(
+        self, decoded: pa.Table, quarantine: Quarantine, report: BatchReport
+    ) -> dict[str, pa.Table]:
+        outputs: dict[str, pa.Table] = {}
+        for stream in self.spec.streams:
+            t0 = time.perf_counter()
+            table = decoded if stream.parent is None else outputs[stream.parent]
+            rows_in = table.num_rows
+            for processor in self.processors[stream.name]:
+                if table.num_columns == 0:  # nothing was decoded: no columns to work on
+                    break
+                result = processor(table)
+                quarantine.add("process", stream.name, result.rejects)
+                table = result.table
+            outputs[stream.name] = table
+            report.streams[stream.name] = StreamReport(
+                stream.name,
+                rows_in,
+                table.num_rows,
+                quarantine.count(stream.name),
+                time.perf_counter() - t0,
+            )
+        return outputs
+
+    def _write_quarantine(self, batch: Batch, quarantine: Quarantine) -> str | None:
+        path = self.lake.batch_file(self.name, QUARANTINE, batch.window, batch.id)
+        if quarantine.total == 0:
+            path.unlink(missing_ok=True)  # a rerun that refuses nothing leaves no stale file
+            return None
+        write_atomically(path, quarantine.table(), compression="zstd")
+        return str(path)
+
+    def close(self) -> None:
+        self.source.close()
+        for sinks in self.sinks.values():
+            for _, sink in sinks:
+                sink.close()

@@ -1,0 +1,1 @@
+"""Processors of headwater; each module holds one component and its config model."""

@@ -1,0 +1,101 @@
+"""The quarantine: every input that could not be read, decoded or processed, with the reason.
+
+Nothing is dropped silently. Each entry keeps its coordinates (``source``/``offset``), the
+stage and stream that refused it, the error, and the raw bytes so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: What a decoder or processor hands back for the records it refuses.
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("_source", pa.string()),
+        pa.field("_offset", pa.int64()),
+        pa.field("error", pa.string()),
+        pa.field("raw", pa.binary()),
+    ]
+)
+
+#: The ``_quarantine`` dataset, one file per batch.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("pipeline", pa.string()),
+        pa.field("batch_id", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("stream", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("offset", pa.int64()),
+        pa.field("error", pa.string()),
+        pa.field("raw", pa.binary()),
+    ]
+)
+
+
+def rejects(
+    sources: list[str], offsets: list[int], errors: list[str], raws: list[bytes | None]
+) -> pa.Table:
+    """A reject table from parallel lists."""
+    return pa.table(
+        [
+            pa.array(sources, pa.string()),
+            pa.array(offsets, pa.int64()),
+            pa.array(errors, pa.string()),
+            pa.array(raws, pa.binary()),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+
+
+def no_rejects() -> pa.Table:
+    return REJECT_SCHEMA.empty_table()
+
+
+class Quarantine:
+    """Collects the rejects of one batch across all stages and streams."""
+
+    def __init__(self, pipeline: str, batch_id: str):
+        self.pipeline = pipeline
+        self.batch_id = batch_id
+        self._parts: list[pa.Table] = []
+        self._counts: dict[str, int] = {}
+
+    def add(self, stage: str, stream: str | None, refused: pa.Table) -> None:
+        n = refused.num_rows
+        if n == 0:
+            return
+        key = stream or stage
+        self._counts[key] = self._counts.get(key, 0) + n
+
+        def const(value: str | None) -> pa.Array:
+            return pa.array([value] * n, pa.string())
+
+        self._parts.append(
+            pa.table(
+                [
+                    const(self.pipeline),
+                    const(self.batch_id),
+                    const(stage),
+                    const(stream),
+                    refused["_source"],
+                    refused["_offset"],
+                    refused["error"],
+                    refused["raw"],
+                ],
+                schema=QUARANTINE_SCHEMA,
+            )
+        )
+
+    def count(self, key: str) -> int:
+        """Rows refused by a stream (or by a stage such as ``decode``)."""
+        return self._counts.get(key, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts.values())
+
+    def table(self) -> pa.Table:
+        if not self._parts:
+            return QUARANTINE_SCHEMA.empty_table()
+        return pa.concat_tables(self._parts)

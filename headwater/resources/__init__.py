@@ -1,0 +1,5 @@
+"""Dagster resources: thin wrappers that hand plain core objects to assets and sensors."""
+
+from headwater.resources.project import HeadwaterProject
+
+__all__ = ["HeadwaterProject"]

@@ -1,0 +1,95 @@
+"""Run recorded batches as Dagster runs, in this process (what ``headwater run`` does).
+
+Each batch is one run of the pipeline's job on the batch's window, with the batch id in its
+run config, so it shows up in the web UI and can be re-executed from there exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from headwater.batch import Batch
+from headwater.pipeline import Pipeline
+
+
+@dataclass
+class RunOutcome:
+    batch: Batch
+    success: bool
+    run_id: str
+    summary: dict[str, Any]
+    error: str = ""
+
+
+def dagster_instance(root: Path):
+    """``$DAGSTER_HOME``'s instance, else the project's: root/dagster.yaml, storage in .dagster."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()
+    home = root / ".dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config_dir = root if (root / "dagster.yaml").exists() else home
+    cwd = Path.cwd()
+    os.chdir(root)  # dagster.yaml's relative storage paths are relative to the project root
+    try:
+        return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(config_dir)))
+    finally:
+        os.chdir(cwd)
+
+
+def run_batches(
+    spec_file: Path,
+    pipeline: Pipeline,
+    batches: list[Batch],
+    overrides: list[str],
+    root: Path,
+    on_done: Callable[[RunOutcome], None] | None = None,
+    instance=None,
+) -> list[RunOutcome]:
+    from headwater.assets.streams import op_name
+    from headwater.definitions import build_definitions, job_name
+    from headwater.sensors.batches import batch_tags
+
+    defs = build_definitions([spec_file], root=str(root))
+    job = defs.resolve_job_def(job_name(pipeline.spec))
+    instance = instance or dagster_instance(root)
+    outcomes = []
+    for batch in batches:
+        result = job.execute_in_process(
+            run_config={
+                "ops": {
+                    op_name(pipeline.spec): {
+                        "config": {"batch_ids": [batch.id], "overrides": list(overrides)}
+                    }
+                },
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            instance=instance,
+            partition_key=batch.window,
+            tags=batch_tags(batch, pipeline.source.describe(batch.coordinates)),
+            raise_on_error=False,
+        )
+        entry = pipeline.ledger.find(batch.window, batch.id)
+        error = "" if result.success else _failure(result)
+        outcome = RunOutcome(
+            batch, result.success, result.run_id, entry.summary if entry else {}, error
+        )
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+    return outcomes
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.event_specific_data is not None:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                return error.message.strip()
+    return "the run failed (see the run's logs in the web UI)"

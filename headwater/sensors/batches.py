@@ -1,0 +1,85 @@
+"""The batch sensor: each tick cuts the new input into batches and requests their runs.
+
+Batches are recorded in the ledger before their run is requested, and every pending batch
+is requested again on later ticks: the ``run_key`` is the batch id, so Dagster launches each
+batch once, and a tick that died between recording and requesting loses nothing.
+"""
+
+# no `from __future__ import annotations`: Dagster reads these annotations at runtime
+
+import json
+
+from dagster import (
+    DefaultSensorStatus,
+    RunConfig,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from headwater.assets.streams import BatchRunConfig, op_name
+from headwater.batch import Batch
+from headwater.errors import HeadwaterError
+from headwater.resources.project import HeadwaterProject
+from headwater.spec.load import LoadedSpec
+
+CURSOR_VERSION = 1
+
+
+def batch_tags(batch: Batch, describe: str) -> dict[str, str]:
+    return {
+        "headwater/pipeline": batch.pipeline,
+        "headwater/batch_id": batch.id,
+        "headwater/window": batch.window,
+        "headwater/records": str(batch.records),
+        "headwater/coordinates": describe[:1000],
+    }
+
+
+def run_request(spec: LoadedSpec, batch: Batch, describe: str) -> RunRequest:
+    return RunRequest(
+        run_key=batch.id,
+        partition_key=batch.window,
+        run_config=RunConfig(ops={op_name(spec): BatchRunConfig(batch_ids=[batch.id])}),
+        tags=batch_tags(batch, describe),
+    )
+
+
+def build_batch_sensor(spec: LoadedSpec, job):
+    s = spec.model.sensor
+    spec_file = str(spec.file)
+
+    @sensor(
+        name=f"{spec.name}_batches",
+        job=job,
+        minimum_interval_seconds=s.interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING if s.running else DefaultSensorStatus.STOPPED,
+        description=f"Cuts new input of pipeline {spec.name} into batches and runs them.",
+    )
+    def _sensor(context: SensorEvaluationContext, headwater: HeadwaterProject):
+        pipeline = headwater.pipeline(spec_file)
+        try:
+            new = pipeline.plan()
+            pending = pipeline.pending()[: s.max_batches_per_tick]
+        except HeadwaterError as exc:
+            return SkipReason(f"cannot cut batches: {exc}")
+        if not pending:
+            return SkipReason("no new input since the last batch")
+        cursor = json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "last_batch": pending[-1].id,
+                "new": len(new),
+                "requested": len(pending),
+            }
+        )
+        return SensorResult(
+            run_requests=[
+                run_request(spec, b, pipeline.source.describe(b.coordinates)) for b in pending
+            ],
+            cursor=cursor,
+        )
+
+    return _sensor

@@ -1,0 +1,1 @@
+"""Sinks of headwater; each module holds one component and its config model."""

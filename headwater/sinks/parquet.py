@@ -1,0 +1,64 @@
+"""``parquet``: one file per stream per batch, named by the batch id.
+
+``<lake>/<pipeline>/<stream>/window=<window>/<batch_id>.parquet``, written to a temporary
+file, fsynced and renamed over the old one: a rerun replaces the file atomically and the
+same table always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from headwater.config import ComponentConfig
+from headwater.errors import SinkError
+from headwater.sinks.base import Sink, Target
+
+
+class ParquetConfig(ComponentConfig):
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
+    compression_level: int | None = Field(default=None, description="Codec level, if any.")
+    row_group_size: int = Field(default=64 * 1024, gt=0, description="Rows per row group.")
+
+
+def write_atomically(path: Path, table: pa.Table, **options: Any) -> int:
+    """Write ``table`` to ``path`` via a temporary file and a rename; return its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, **options)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SinkError(f"cannot write {path}: {exc}") from exc
+    return path.stat().st_size
+
+
+class ParquetSink(Sink):
+    Config = ParquetConfig
+
+    def write(self, target: Target, table: pa.Table) -> dict[str, Any]:
+        c: ParquetConfig = self.config
+        path = self.ctx.lake.batch_file(
+            target.pipeline, target.stream, target.batch.window, target.batch.id
+        )
+        size = write_atomically(
+            path,
+            table,
+            compression=c.compression,
+            compression_level=c.compression_level,
+            row_group_size=c.row_group_size,
+        )
+        return {"path": str(path), "bytes": size}

@@ -1,0 +1,1 @@
+"""Sources of headwater; each module holds one component and its config model."""

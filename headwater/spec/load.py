@@ -1,0 +1,338 @@
+"""Load a pipeline spec: parse YAML, apply overrides, validate everything, report all problems.
+
+The whole spec is checked before any data is read. Each problem names the file, the line,
+the key path and what was expected::
+
+    pipelines/ztf.yaml:14: streams.extragalactic.processors[1].sql.query: only a SELECT over
+    `batch` is allowed, got a COPY statement
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from headwater import registry
+from headwater.errors import ComponentNotFoundError, SpecError
+from headwater.lake import QUARANTINE
+from headwater.spec.model import NAME_PATTERN, ComponentSpec, PipelineSpec
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    name: str
+    parent: str | None
+    processors: list[ComponentSpec]
+    sinks: list[ComponentSpec]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec: the model plus resolved components, streams in dependency order."""
+
+    file: Path
+    base_dir: Path
+    model: PipelineSpec
+    source: ComponentSpec
+    decode: ComponentSpec
+    streams: list[StreamPlan]
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def stream(self, name: str) -> StreamPlan:
+        return next(s for s in self.streams if s.name == name)
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_map(text: str) -> dict[Path_, int]:
+    """Line (1-based) of every key and list item of a YAML document."""
+    lines: dict[Path_, int] = {}
+
+    def walk(node: yaml.Node, path: Path_) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, key.value)
+                walk(value, sub)
+                lines[sub] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+class _Problems:
+    def __init__(self, file: str, lines: dict[Path_, int]):
+        self.file = file
+        self.lines = lines
+        self.items: list[str] = []
+
+    def add(self, path: Path_, message: str) -> None:
+        probe = tuple(path)
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe, 1)
+        self.items.append(f"{self.file}:{line}: {format_path(path)}: {message}")
+
+    def from_validation(self, prefix: Path_, exc: ValidationError, model: type[BaseModel]) -> None:
+        for err in exc.errors():
+            loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+            self.add((*prefix, *loc), _explain(err, model, loc))
+
+
+def _explain(err: dict[str, Any], model: type[BaseModel], loc: Path_) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        return (
+            f"unknown key {loc[-1]!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; expected one of: {', '.join(allowed)}"
+        )
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = repr(err.get("input"))
+    return f"{msg}; got {got[:80] + '…' if len(got) > 80 else got}"
+
+
+def _allowed_keys(model: Any, loc: Path_) -> list[str]:
+    """The keys a model accepts at ``loc`` (for 'did you mean' on unknown keys)."""
+    for part in loc:
+        model = _field_model(model, part)
+        if model is None:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or name for name, f in model.model_fields.items()]
+    return []
+
+
+def _field_model(model: Any, part: str | int) -> Any:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        for name, f in model.model_fields.items():
+            if part in (name, f.alias):
+                return _unwrap(f.annotation)
+        return None
+    return _unwrap(model)
+
+
+def _unwrap(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (dict, list) and args:
+        return args[-1]
+    if args and all(isinstance(a, type) for a in args):
+        models = [a for a in args if issubclass(a, BaseModel)]
+        return models[0] if models else None
+    return annotation
+
+
+def parse_component(
+    kind: str, value: Any, path: Path_, problems: _Problems
+) -> ComponentSpec | None:
+    """Resolve one component reference and validate its settings with its own model."""
+    if isinstance(value, str):
+        name, settings = value, None
+    elif isinstance(value, dict) and len(value) == 1:
+        name, settings = next(iter(value.items()))
+    else:
+        problems.add(
+            path,
+            f"expected a {kind[:-1]} name or {{name: settings}} with one key, got {value!r}"[:200],
+        )
+        return None
+    try:
+        cls = registry.lookup(kind, str(name))
+    except ComponentNotFoundError as exc:
+        problems.add(path, str(exc))
+        return None
+    here = (*path, str(name))
+    try:
+        raw = cls.config_input(settings)
+    except ValueError as exc:
+        problems.add(here, str(exc))
+        return None
+    try:
+        config = cls.Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.from_validation(here, exc, cls.Config)
+        return None
+    return ComponentSpec(name=str(name), config=config, where=format_path(here))
+
+
+def parse_overrides(items: list[str]) -> list[tuple[Path_, Any]]:
+    """``a.b[1].c=VALUE`` strings to (path, YAML-parsed value) pairs."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError("--set", [f"{item!r}: expected KEY.PATH=VALUE"])
+        path: list[str | int] = []
+        for token in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+            path.append(int(token[1:-1]) if token.startswith("[") else token)
+        out.append((tuple(path), yaml.safe_load(value) if value else ""))
+    return out
+
+
+def _apply(data: Any, path: Path_, value: Any, file: str) -> None:
+    node = data
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise SpecError(file, [f"--set {format_path(path)}: no list item [{part}] there"])
+        elif not isinstance(node, dict):
+            raise SpecError(
+                file, [f"--set {format_path(path)}: {format_path(path[:i])} is not a mapping"]
+            )
+        if last:
+            node[part] = value
+        else:
+            if isinstance(part, str) and not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+
+
+def load_spec(
+    file: str | Path, overrides: list[tuple[Path_, Any]] | None = None, base_dir: Path | None = None
+) -> LoadedSpec:
+    """Read, override and validate a spec; :class:`SpecError` lists every problem found."""
+    file = Path(file)
+    shown = str(file)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise SpecError(shown, [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        raise SpecError(
+            shown, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+        ) from exc
+    if not isinstance(data, dict):
+        raise SpecError(
+            shown,
+            [
+                f"{shown}:1: expected a mapping with name, source, decode, "
+                f"streams; got {type(data).__name__}"
+            ],
+        )
+    for path, value in overrides or []:
+        _apply(data, path, value, shown)
+    problems = _Problems(shown, lines)
+    try:
+        model = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.from_validation((), exc, PipelineSpec)
+        raise SpecError(shown, problems.items) from None
+    source = parse_component("sources", model.source, ("source",), problems)
+    decode = parse_component("decoders", model.decode, ("decode",), problems)
+    streams = _streams(model, problems)
+    if problems.items:
+        raise SpecError(shown, problems.items)
+    return LoadedSpec(
+        file=file,
+        base_dir=(base_dir or Path.cwd()).resolve(),
+        model=model,
+        source=source,
+        decode=decode,
+        streams=streams,
+    )
+
+
+def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
+    plans: dict[str, StreamPlan] = {}
+    for name, stream in model.streams.items():
+        here = ("streams", name)
+        if not re.match(NAME_PATTERN, name) or name.startswith("_"):
+            problems.add(
+                here,
+                f"stream name {name!r} must be an identifier not starting "
+                f"with '_' ({QUARANTINE} is reserved)",
+            )
+        if stream.from_ is not None and stream.from_ not in model.streams:
+            problems.add(
+                (*here, "from"),
+                f"unknown stream {stream.from_!r}; streams: {', '.join(model.streams)}",
+            )
+        processors = [
+            parse_component("processors", p, (*here, "processors", i), problems)
+            for i, p in enumerate(stream.processors)
+        ]
+        sinks = [
+            parse_component("sinks", s, (*here, "sinks", i), problems)
+            for i, s in enumerate(stream.sinks)
+        ]
+        _check_sinks(sinks, here, problems)
+        plans[name] = StreamPlan(
+            name,
+            stream.from_,
+            [p for p in processors if p],
+            [s for s in sinks if s],
+            stream.description,
+        )
+    return _in_dependency_order(plans, problems)
+
+
+def _check_sinks(sinks: list[ComponentSpec | None], here: Path_, problems: _Problems) -> None:
+    seen: list[str] = []
+    for i, sink in enumerate(sinks):
+        if sink is None:
+            continue
+        needs = getattr(registry.lookup("sinks", sink.name), "requires", ())
+        for need in needs:
+            if need not in seen:
+                problems.add(
+                    (*here, "sinks", i),
+                    f"sink {sink.name!r} reads what {need!r} writes: list {need!r} before it",
+                )
+        seen.append(sink.name)
+
+
+def _in_dependency_order(plans: dict[str, StreamPlan], problems: _Problems) -> list[StreamPlan]:
+    ordered: list[StreamPlan] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == "done" or name not in plans:
+            return
+        if state.get(name) == "visiting":
+            problems.add(
+                ("streams", name, "from"), "streams form a cycle: " + " -> ".join([*chain, name])
+            )
+            return
+        state[name] = "visiting"
+        parent = plans[name].parent
+        if parent is not None:
+            visit(parent, [*chain, name])
+        state[name] = "done"
+        ordered.append(plans[name])
+
+    for name in plans:
+        visit(name, [])
+    return ordered
