@@ -48,13 +48,14 @@ class Batch:
     coordinates: dict[str, Any]
     created_at: str
     records: int
+    seq: int = 0  # order among the batches cut at the same moment
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Batch:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass

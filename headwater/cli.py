@@ -23,8 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="headwater: event streams into data assets, on Dagster.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SetOption = Annotated[
     list[str] | None,
@@ -211,6 +211,7 @@ def _cell(value: Any) -> str:
 def batches(
     pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
     window: Annotated[str | None, typer.Option(help="Only this window.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     set_: SetOption = None,
 ) -> None:
     """List recorded batches: window, id, status, records, coordinates."""
@@ -221,6 +222,11 @@ def batches(
     except HeadwaterError as exc:
         _fail(exc)
     entries = p.ledger.window(window) if window else list(p.ledger.entries())
+    if fmt == "json":
+        for e in entries:
+            line = {**e.batch.to_json(), "status": e.status, "summary": e.summary}
+            sys.stdout.write(json.dumps(line) + "\n")
+        return
     table = Table(title=f"batches of {p.name}")
     for col in ("window", "batch", "status", "records", "quarantined", "coordinates"):
         table.add_column(col)

@@ -89,7 +89,7 @@ class Ledger:
         entries = [
             self.get(window, p.stem) for p in (self.root / f"window={window}").glob("*.json")
         ]
-        return sorted(entries, key=lambda e: (e.batch.created_at, e.batch.id))
+        return sorted(entries, key=lambda e: (e.batch.created_at, e.batch.seq, e.batch.id))
 
     def entries(self) -> Iterator[Entry]:
         for w in self.windows():

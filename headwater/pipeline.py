@@ -113,7 +113,7 @@ class Pipeline:
         previous = [e.batch.coordinates for e in self.ledger.entries()]
         now = self.clock()
         batches = []
-        for coordinates, records in self.source.plan(previous):
+        for seq, (coordinates, records) in enumerate(self.source.plan(previous)):
             batch = Batch(
                 pipeline=self.name,
                 id=batch_id_for(self.name, self.spec.source.name, coordinates),
@@ -122,6 +122,7 @@ class Pipeline:
                 coordinates=coordinates,
                 created_at=now.isoformat(),
                 records=records,
+                seq=seq,
             )
             batches.append(self.ledger.record(batch).batch)
         return batches

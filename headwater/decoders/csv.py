@@ -61,24 +61,48 @@ class CsvDecoder(Decoder):
         """Parse one header group; return the table and the kept indexes into ``lines``."""
         nonblank = [i for i, v in enumerate(lines) if v and v.strip()]
         bad.extend((i, "csv: empty record") for i, v in enumerate(lines) if not (v and v.strip()))
-        invalid: set[int] = set()
-        skip_header = header is not None and not self.config.columns
+        if self.config.columns:
+            header = None
+        mark = len(bad)
+        try:
+            return self._read(nonblank, lines, header, bad)
+        except pa.ArrowInvalid:
+            # a value does not convert to its column type: find the culprits row by row
+            del bad[mark:]
+            good = []
+            for i in nonblank:
+                try:
+                    self._read([i], lines, header, bad)
+                    good.append(i)
+                except pa.ArrowInvalid as exc:
+                    bad.append((i, f"csv: {exc}"))
+            return self._read(good, lines, header, [])
+
+    def _read(
+        self,
+        rows: list[int],
+        lines: list[bytes | None],
+        header: bytes | None,
+        bad: list[tuple[int, str]],
+    ) -> tuple[pa.Table, list[int]]:
+        """Parse ``lines[rows]``; ragged rows are skipped into ``bad``. Returns kept rows."""
+        skipped: set[int] = set()
 
         def on_invalid(row) -> str:
             # row.number is 1-based over the parsed text, header line included
-            j = row.number - (2 if skip_header else 1)
-            invalid.add(j)
+            i = rows[row.number - (2 if header is not None else 1)]
+            skipped.add(i)
             bad.append(
                 (
-                    nonblank[j],
+                    i,
                     f"csv: expected {row.expected_columns} columns, "
                     f"got {row.actual_columns}: {row.text!r}",
                 )
             )
             return "skip"
 
-        body = b"\n".join(lines[i].rstrip(b"\r\n") for i in nonblank)
-        if skip_header:
+        body = b"\n".join(lines[i].rstrip(b"\r\n") for i in rows)
+        if header is not None:
             body = header.rstrip(b"\r\n") + b"\n" + body
         table = pcsv.read_csv(
             pa.py_buffer(body),
@@ -93,4 +117,4 @@ class CsvDecoder(Decoder):
                 column_types={k: arrow_type(v) for k, v in self.config.types.items()}
             ),
         )
-        return table, [i for j, i in enumerate(nonblank) if j not in invalid]
+        return table, [i for i in rows if i not in skipped]

@@ -35,6 +35,8 @@ class Processor(Component):
     def __call__(self, table: pa.Table) -> Processed:
         try:
             out = self.process(table)
+        except ProcessorError:
+            raise
         except HeadwaterError as exc:
             raise ProcessorError(f"processor {self.ctx.where}: {exc}") from exc
         if isinstance(out, Processed):

@@ -131,18 +131,24 @@ def _allowed_keys(model: Any, loc: Path_) -> list[str]:
 
 
 def _field_model(model: Any, part: str | int) -> Any:
+    if isinstance(model, _Items):  # a dict key or list index: step into the value type
+        return _unwrap(model.of)
     if isinstance(model, type) and issubclass(model, BaseModel):
         for name, f in model.model_fields.items():
             if part in (name, f.alias):
                 return _unwrap(f.annotation)
-        return None
-    return _unwrap(model)
+    return None
+
+
+@dataclass(frozen=True)
+class _Items:
+    of: Any
 
 
 def _unwrap(annotation: Any) -> Any:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (dict, list) and args:
-        return args[-1]
+        return _Items(args[-1])
     if args and all(isinstance(a, type) for a in args):
         models = [a for a in args if issubclass(a, BaseModel)]
         return models[0] if models else None

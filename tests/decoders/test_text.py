@@ -1,0 +1,77 @@
+"""JSON-lines and CSV decoders: whole-batch parsing, bad records quarantined, types enforced."""
+
+import pyarrow as pa
+import pytest
+
+from headwater.batch import RawBatch, raw_table
+from headwater.decoders.csv import CsvConfig, CsvDecoder
+from headwater.decoders.jsonlines import JsonConfig, JsonDecoder
+
+
+def raw(values, headers=None):
+    return RawBatch(raw_table(["f"] * len(values), list(range(len(values))), values), headers or {})
+
+
+def test_json_decodes_a_batch_and_quarantines_bad_lines(ctx):
+    d = JsonDecoder(JsonConfig(columns={"value": "double"}), ctx)
+    decoded = d.decode(
+        raw(
+            [
+                b'{"sensor": "a", "value": 1}',
+                b'{"sensor": "b",',
+                b"[1, 2]",
+                b'{"sensor": "c", "value": 2.5}',
+            ]
+        )
+    )
+    assert decoded.table.select(["sensor", "value"]).to_pylist() == [
+        {"sensor": "a", "value": 1.0},
+        {"sensor": "c", "value": 2.5},
+    ]
+    assert decoded.table.schema.field("value").type == pa.float64()
+    errors = decoded.rejects["error"].to_pylist()
+    assert decoded.rejects["_offset"].to_pylist() == [1, 2]
+    assert errors[0].startswith("json: not valid JSON")
+    assert errors[1] == "json: expected an object per message, got list"
+
+
+def test_json_required_fields_are_enforced(ctx):
+    d = JsonDecoder(JsonConfig(required=["machine.id"]), ctx)
+    decoded = d.decode(
+        raw([b'{"machine": {"id": "m1"}, "t": 1}', b'{"machine": {}, "t": 2}', b'{"t": 3}'])
+    )
+    assert decoded.table["t"].to_pylist() == [1]
+    assert decoded.rejects["error"].to_pylist() == ["required field 'machine.id' is missing"] * 2
+
+
+def test_csv_uses_the_file_header_and_quarantines_ragged_rows(ctx):
+    d = CsvDecoder(CsvConfig(types={"cpu": "double"}), ctx)
+    decoded = d.decode(
+        raw([b"1,m1,0.5", b"2,m2", b"", b"3,m3,1.0"], headers={"f": b"timestamp,machine_id,cpu\n"})
+    )
+    assert decoded.table.select(["timestamp", "machine_id", "cpu"]).to_pylist() == [
+        {"timestamp": 1, "machine_id": "m1", "cpu": 0.5},
+        {"timestamp": 3, "machine_id": "m3", "cpu": 1.0},
+    ]
+    rej = dict(
+        zip(
+            decoded.rejects["_offset"].to_pylist(),
+            decoded.rejects["error"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert rej[1] == "csv: expected 3 columns, got 2: '2,m2'"
+    assert rej[2] == "csv: empty record"
+
+
+def test_csv_without_header_takes_configured_columns(ctx):
+    d = CsvDecoder(CsvConfig(columns=["a", "b"]), ctx)
+    assert d.decode(raw([b"1,x", b"2,y"])).table.select(["a", "b"]).to_pylist() == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+
+
+def test_unknown_column_type_is_a_config_error():
+    with pytest.raises(ValueError, match="column 'cpu' has unknown type 'dbl'"):
+        CsvConfig(types={"cpu": "dbl"})

@@ -1,0 +1,177 @@
+"""Built-in processors on real ZTF alerts and on small tables."""
+
+import csv
+
+import pyarrow as pa
+import pytest
+
+from headwater.decoders.avro import AvroConfig, AvroDecoder
+from headwater.errors import ProcessorError
+from headwater.processors.record import PASS, SKIP, RecordAdapter, RecordConfig
+from headwater.processors.select import Select, SelectConfig
+from headwater.processors.solar_system import SolarSystem, SolarSystemConfig, normalise_designations
+from headwater.processors.sql import Sql, SqlConfig
+from tests.conftest import SAMPLES, raw_from_files, ztf_files
+
+
+@pytest.fixture
+def alerts(ctx) -> pa.Table:
+    return AvroDecoder(AvroConfig(cutouts="drop"), ctx).decode(raw_from_files(ztf_files())).table
+
+
+@pytest.fixture
+def manifest() -> dict[int, dict]:
+    with open(SAMPLES / "ztf" / "MANIFEST.csv") as fh:
+        return {int(r["candid"]): r for r in csv.DictReader(fh)}
+
+
+def candids(table):
+    return set(table["candid"].to_pylist())
+
+
+def is_sso(row):
+    return row["ssnamenr"] not in ("null", "")
+
+
+def test_solar_system_include_and_exclude_partition_the_batch(ctx, alerts, manifest):
+    inc = SolarSystem(SolarSystemConfig(action="include"), ctx)(alerts).table
+    exc = SolarSystem(SolarSystemConfig(action="exclude"), ctx)(alerts).table
+    assert candids(inc) == {c for c, r in manifest.items() if is_sso(r)}
+    assert candids(exc) == {c for c, r in manifest.items() if not is_sso(r)}
+    assert inc.num_rows + exc.num_rows == alerts.num_rows
+
+
+def test_solar_system_treats_the_string_null_and_real_nulls_as_no_object(ctx):
+    table = pa.table(
+        {
+            "candidate": pa.array(
+                [
+                    {"ssnamenr": "null", "ssdistnr": -999.0},
+                    {"ssnamenr": None, "ssdistnr": None},
+                    {"ssnamenr": " 2830 ", "ssdistnr": 1.0},
+                    {"ssnamenr": "", "ssdistnr": -999.0},
+                ]
+            )
+        }
+    )
+    out = SolarSystem(SolarSystemConfig(), ctx)(table).table
+    assert [c["ssnamenr"] for c in out["candidate"].to_pylist()] == [" 2830 "]
+
+
+def test_solar_system_targets_and_distance(ctx, alerts, manifest):
+    sso = [r for r in manifest.values() if is_sso(r)]
+    target = sso[0]["ssnamenr"]
+    out = SolarSystem(SolarSystemConfig(targets=[target]), ctx)(alerts).table
+    assert candids(out) == {int(r["candid"]) for r in sso if r["ssnamenr"] == target}
+
+
+def test_solar_system_max_distance_ignores_the_missing_value_marker(ctx):
+    # the sample's SSO alerts all sit at 0.0 arcsec, so distances are made up here
+    table = pa.table(
+        {
+            "candidate": pa.array(
+                [
+                    {"ssnamenr": "1", "ssdistnr": 0.5},
+                    {"ssnamenr": "2", "ssdistnr": 3.0},
+                    {"ssnamenr": "3", "ssdistnr": -999.0},
+                    {"ssnamenr": "4", "ssdistnr": None},
+                ]
+            )
+        }
+    )
+    out = SolarSystem(SolarSystemConfig(max_distance_arcsec=1.0), ctx)(table).table
+    assert [c["ssnamenr"] for c in out["candidate"].to_pylist()] == ["1"]
+    out = SolarSystem(SolarSystemConfig(action="exclude", max_distance_arcsec=1.0), ctx)(
+        table
+    ).table
+    assert [c["ssnamenr"] for c in out["candidate"].to_pylist()] == ["2", "3", "4"]
+
+
+def test_designations_are_compared_in_normal_form():
+    assert normalise_designations(
+        pa.array(["2002MA06", "2002 ma6", "624188", "2830"])
+    ).to_pylist() == ["2002MA6", "2002MA6", "624188", "2830"]
+
+
+def test_sql_filters_over_nested_columns(ctx, alerts, manifest):
+    q = "select * from batch where candidate.rb > 0.65 and candidate.magpsf < 19"
+    out = Sql(SqlConfig(query=q), ctx)(alerts).table
+    want = {c for c, r in manifest.items() if float(r["rb"]) > 0.65 and float(r["magpsf"]) < 19}
+    assert candids(out) == want
+    assert out.schema.field("candidate").type == alerts.schema.field("candidate").type
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("select * from read_parquet('/etc/passwd')", "reach outside its batch"),
+        ("select * from read_csv('/etc/passwd')", "reach outside its batch"),
+        ("select * from glob('/*')", "reach outside its batch"),
+    ],
+)
+def test_sql_cannot_read_files(ctx, query, message):
+    with pytest.raises(ProcessorError, match=message):
+        Sql(SqlConfig(query=query), ctx)(pa.table({"x": [1]}))
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("copy batch to '/tmp/x.csv'", "got a COPY statement"),
+        ("attach '/tmp/x.db' as x", "got a ATTACH statement"),
+        ("install httpfs", "got a LOAD statement"),
+        ("load httpfs", "got a LOAD statement"),
+        ("set enable_external_access = true", "got a SET statement"),
+        ("select 1; select 2", "exactly one SELECT statement, got 2"),
+        ("selec * from batch", "does not parse"),
+    ],
+)
+def test_sql_refuses_anything_but_one_select(query, message):
+    with pytest.raises(ValueError, match=message):
+        SqlConfig(query=query)
+
+
+def test_sql_error_names_the_processor_and_the_columns(ctx):
+    with pytest.raises(
+        ProcessorError, match=r"(?s)^processor test: query failed: .*Columns of `batch`: x"
+    ):
+        Sql(SqlConfig(query="select nope from batch"), ctx)(pa.table({"x": [1]}))
+
+
+def test_select_flatten_keep_drop_rename(ctx):
+    t = pa.table({"c": [{"ra": 1.0, "dec": 2.0}], "id": [5], "_source": ["f"], "_offset": [0]})
+    kept = Select(SelectConfig(keep=["id", "c.ra"], rename={"c_ra": "ra"}), ctx)(t).table
+    assert kept.to_pylist() == [{"id": 5, "ra": 1.0, "_source": "f", "_offset": 0}]
+    flat = Select(SelectConfig(flatten=True, drop=["_source", "_offset"]), ctx)(t).table
+    assert flat.column_names == ["c_ra", "c_dec", "id"]
+    with pytest.raises(ProcessorError, match=r"cannot drop \['nope'\]: no such column"):
+        Select(SelectConfig(drop=["nope"]), ctx)(t)
+
+
+class Bright:
+    def __init__(self, limit: float):
+        self.limit = limit
+
+    def process(self, record):
+        if record["mag"] is None:
+            raise ValueError("no magnitude")
+        return PASS if record["mag"] < self.limit else SKIP
+
+
+def odd(record):
+    return record["mag"] % 2 == 1 if record["mag"] != 4 else "maybe"
+
+
+def test_record_adapter_runs_a_per_record_class_and_quarantines_its_errors(ctx):
+    t = pa.table({"mag": [17.0, 20.0, None, 18.5], "_source": ["f"] * 4, "_offset": [0, 1, 2, 3]})
+    result = RecordAdapter(RecordConfig(processor=f"{__name__}:Bright", args={"limit": 19}), ctx)(t)
+    assert result.table["mag"].to_pylist() == [17.0, 18.5]
+    assert result.rejects["_offset"].to_pylist() == [2]
+    assert "raised ValueError: no magnitude" in result.rejects["error"][0].as_py()
+
+
+def test_record_adapter_takes_functions_and_refuses_odd_answers(ctx):
+    t = pa.table({"mag": [1, 2, 3, 4], "_source": ["f"] * 4, "_offset": [0, 1, 2, 3]})
+    result = RecordAdapter(RecordConfig(processor=f"{__name__}:odd"), ctx)(t)
+    assert result.table["mag"].to_pylist() == [1, 3]
+    assert result.rejects["error"][0].as_py().endswith("returned 'maybe'; expected PASS or SKIP")

@@ -1,0 +1,73 @@
+"""The CLI as a user runs it: run, query, validate, batches."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from headwater.cli import app
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A fresh project: the bundled pipelines and samples, run from its root."""
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(REPO / "samples" / "ztf", tmp_path / "samples" / "ztf")
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("HEADWATER_HOME", raising=False)
+    return tmp_path
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_run_then_query_answers_the_sso_count(project, ztf_manifest):
+    result = invoke("run", "ztf")
+    assert result.exit_code == 0, result.output
+    assert "solar_system" in result.output and "DuckDB:" in result.output
+    sso = sum(1 for r in ztf_manifest if r["ssnamenr"] not in ("null", ""))
+    q = invoke("query", "select count(*) as n from solar_system", "--format", "json")
+    assert json.loads(q.output) == {"n": sso}
+    assert (project / ".dagster" / "storage").is_dir()  # runs are in the project's instance
+    again = invoke("run", "ztf")
+    assert "nothing to do" in again.output
+
+
+def test_run_with_set_reads_another_folder(project, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    alerts = sorted((project / "samples" / "ztf" / "alerts").rglob("*.avro"))[:4]
+    for a in alerts:
+        shutil.copy(a, other / a.name)
+    result = invoke(
+        "run", "pipelines/ztf.yaml", "--set", f"source.files.path={other}", "--set", "lake=lake2"
+    )
+    assert result.exit_code == 0, result.output
+    q = invoke("query", "select count(*) as n from raw", "--lake", "lake2", "--format", "csv")
+    assert q.output.splitlines() == ["n", "4"]
+    batches = invoke("batches", "ztf", "--set", "lake=lake2", "--format", "json")
+    [entry] = [json.loads(line) for line in batches.output.splitlines()]
+    assert entry["status"] == "done" and entry["coordinates"]["root"] == str(other)
+    assert entry["summary"]["streams"]["raw"]["rows_out"] == 4
+
+
+def test_validate_reports_the_problem_and_fails(project):
+    spec = project / "pipelines" / "ztf.yaml"
+    spec.write_text(spec.read_text().replace("action: include", "action: sometimes"))
+    result = CliRunner().invoke(app, ["validate", "ztf"])
+    assert result.exit_code == 1
+    assert (
+        "streams.solar_system.processors[0].solar_system.action: Input should be "
+        "'include' or 'exclude'; got 'sometimes'" in result.output
+    )
+
+
+def test_query_without_outputs_says_what_to_do(project):
+    result = CliRunner().invoke(app, ["query", "select 1"])
+    assert result.exit_code == 1
+    assert "no pipeline outputs in" in result.output and "headwater run" in result.output

@@ -1,0 +1,93 @@
+"""The Dagster shell: definitions from specs, in-process materializations, the batch sensor."""
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
+
+from headwater.definitions import build_definitions, job_name
+from headwater.resources import HeadwaterProject
+from headwater.resources.project import get_pipeline
+from headwater.runner import run_batches
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+def test_bundled_specs_become_assets_job_and_sensor():
+    defs = build_definitions(root=str(REPO))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"ztf/raw", "ztf/solar_system", "ztf/extragalactic", "ztf/_quarantine"} <= keys
+    assert defs.resolve_job_def("ztf_job") is not None
+    assert defs.resolve_sensor_def("ztf_batches") is not None
+
+
+def test_a_batch_is_one_materialization_per_stream_with_its_metadata(ztf_spec, tmp_path, instance):
+    spec_file = ztf_spec(batch=20)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    pipeline.plan()
+    [first, second] = pipeline.pending()
+    outcomes = run_batches(spec_file, pipeline, [first], [], tmp_path, instance=instance)
+    assert outcomes[0].success, outcomes[0].error
+    event = instance.get_latest_materialization_event(AssetKey(["ztf", "solar_system"]))
+    mat = event.asset_materialization
+    assert mat.partition == first.window
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["batch_id"] == first.id
+    assert (
+        meta["rows_in"] == 20
+        and meta["rows_out"] == outcomes[0].summary["streams"]["solar_system"]["rows_out"]
+    )
+    assert meta["path"].endswith(f"window={first.window}/{first.id}.parquet")
+    assert meta["coordinates"]["ranges"] == first.coordinates["ranges"]
+    run = instance.get_run_by_id(outcomes[0].run_id)
+    assert run.tags["headwater/batch_id"] == first.id
+    assert run.tags["dagster/partition"] == first.window
+    assert pipeline.ledger.get(second.window, second.id).status == "pending"
+
+
+def test_materializing_a_window_without_batch_ids_replays_its_recorded_batches(
+    ztf_spec, tmp_path, instance
+):
+    spec_file = ztf_spec(batch=12)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    batches = pipeline.plan()
+    defs = build_definitions([spec_file], root=str(tmp_path))
+    job = defs.resolve_job_def(job_name(pipeline.spec))
+    result = job.execute_in_process(instance=instance, partition_key=batches[0].window)
+    assert result.success
+    mat = instance.get_latest_materialization_event(AssetKey(["ztf", "raw"])).asset_materialization
+    assert mat.metadata["rows_out"].value == 30
+    assert mat.metadata["batch_ids"].value == [b.id for b in batches]
+    assert pipeline.pending() == []
+
+
+def test_sensor_requests_one_run_per_recorded_batch_then_skips(ztf_spec, tmp_path, instance):
+    spec_file = ztf_spec(batch=16)
+    defs = build_definitions([spec_file], root=str(tmp_path))
+    sensor = defs.resolve_sensor_def("ztf_batches")
+    resources = {"headwater": HeadwaterProject(root=str(tmp_path))}
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        result = sensor(context)
+    assert isinstance(result, SensorResult)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    recorded = pipeline.pending()
+    assert [r.run_key for r in result.run_requests] == [b.id for b in recorded]
+    assert [r.partition_key for r in result.run_requests] == [b.window for b in recorded]
+    assert result.run_requests[0].run_config["ops"]["ztf__streams"]["config"]["batch_ids"] == [
+        recorded[0].id
+    ]
+    assert '"v": 1' in result.cursor
+    run_batches(spec_file, pipeline, recorded, [], tmp_path, instance=instance)
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        again = sensor(context)
+    assert isinstance(again, SkipReason)
+    assert "no new input" in again.skip_message
