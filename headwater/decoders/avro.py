@@ -60,6 +60,10 @@ class AvroConfig(DecoderConfig):
         return self
 
 
+#: Records converted to Arrow at a time: bounds the Python objects alive during a batch.
+CHUNK_ROWS = 512
+
+
 class _Writer:
     """A parsed writer schema and its Arrow schema."""
 
@@ -100,66 +104,74 @@ class AvroDecoder(Decoder):
             writer = self._writers[key] = _Writer(parsed, source_json)
         return writer
 
-    def _container(self, value: bytes) -> tuple[Any, list[dict]]:
-        c = avro_wire.parse_container(value)
+    def _frame(self, value: bytes) -> tuple[Any, list[tuple[int, bytes]]]:
+        """A message's writer key and its ``(record count, body)`` blocks (schema loaded)."""
+        framing = self.config.framing
+        if framing == "container":
+            c = avro_wire.parse_container(value)
 
-        def load():
-            try:
-                source = json.loads(c.schema)
-            except ValueError as exc:
-                raise DecodeError(f"container schema is not valid JSON: {exc}") from exc
-            return fastavro.parse_schema(source), source
+            def load():
+                try:
+                    source = json.loads(c.schema)
+                except ValueError as exc:
+                    raise DecodeError(f"container schema is not valid JSON: {exc}") from exc
+                return fastavro.parse_schema(source), source
 
-        writer = self._writer_for(c.schema, load)
-        records = []
-        for count, data in c.blocks:
-            records.extend(_read_body(data, writer.parsed, count))
-        return c.schema, records
+            self._writer_for(c.schema, load)
+            return c.schema, c.blocks
+        if framing == "confluent":
+            schema_id, body = avro_wire.split_confluent(value)
 
-    def _confluent(self, value: bytes) -> tuple[Any, list[dict]]:
-        schema_id, body = avro_wire.split_confluent(value)
+            def load_id():
+                parsed = self._by_id.get(schema_id)
+                return parsed, parsed
 
-        def load():
-            parsed = self._by_id.get(schema_id)
-            return parsed, parsed
-
-        writer = self._writer_for(schema_id, load)
-        return schema_id, _read_body(body, writer.parsed, 1)
-
-    def _schemaless(self, value: bytes) -> tuple[Any, list[dict]]:
-        return "static", _read_body(value, self._writers["static"].parsed, 1)
+            self._writer_for(schema_id, load_id)
+            return schema_id, [(1, body)]
+        return "static", [(1, value)]
 
     # -- the batch ------------------------------------------------------------------------
 
     def decode(self, raw: RawBatch) -> Decoded:
-        one = {
-            "container": self._container,
-            "confluent": self._confluent,
-            "schemaless": self._schemaless,
-        }[self.config.framing]
         values = raw.messages["value"].to_pylist()
         sources = raw.messages["_source"].to_pylist()
         offsets = raw.messages["_offset"].to_pylist()
-        records: list[dict] = []
-        row_message: list[int] = []
-        keys: dict[Any, None] = {}
         bad: tuple[list, list, list, list] = ([], [], [], [])
+
+        def refuse(i: int, exc: Exception) -> None:
+            for column, item in zip(
+                bad, (sources[i], offsets[i], _reason(exc), values[i]), strict=True
+            ):
+                column.append(item)
+
+        # pass 1, cheap: framing and writer schemas, so the output schema is known up front
+        framed: list[tuple[int, Any, list[tuple[int, bytes]]]] = []
         for i, value in enumerate(values):
             try:
                 if value is None:
                     raise DecodeError("message has no value (a tombstone)")
-                key, recs = one(value)
+                framed.append((i, *self._frame(value)))
             except Exception as exc:
-                for column, item in zip(
-                    bad, (sources[i], offsets[i], _reason(exc), value), strict=True
-                ):
-                    column.append(item)
+                refuse(i, exc)
+        schema = self._output_schema(list(dict.fromkeys(key for _, key, _ in framed)))
+        # pass 2: records, converted to Arrow in chunks so few Python dicts live at once
+        chunks: list[pa.Table] = []
+        records: list[dict] = []
+        row_message: list[int] = []
+        for i, key, blocks in framed:
+            parsed = self._writers[key].parsed
+            try:
+                recs = [r for count, data in blocks for r in _read_body(data, parsed, count)]
+            except Exception as exc:
+                refuse(i, exc)
                 continue
-            keys[key] = None
             records.extend(recs)
             row_message.extend([i] * len(recs))
-        schema = self._output_schema(list(keys))
-        table = _to_table(records, schema)
+            if len(records) >= CHUNK_ROWS:
+                chunks.append(_to_table(records, schema))
+                records = []
+        chunks.append(_to_table(records, schema))
+        table = pa.concat_tables(chunks)
         return self.finish(table, np.asarray(row_message, dtype=np.int64), raw, [rejects(*bad)])
 
     def _output_schema(self, keys: list[Any]) -> pa.Schema:

@@ -64,9 +64,10 @@ class RegistrySchemas:
     def __init__(self, config: RegistryConfig):
         try:
             from confluent_kafka.schema_registry import SchemaRegistryClient
-        except ImportError as exc:  # the registry client needs extra packages
+        except ImportError as exc:  # the registry client's own dependencies are missing
             raise HeadwaterError(
-                "the schema registry client needs extra packages: pip install 'headwater[registry]'"
+                f"the schema registry client cannot be imported ({exc}); reinstall headwater "
+                "so that confluent-kafka[schemaregistry] is complete: pip install -e ."
             ) from exc
         conf: dict[str, str] = {"url": config.url}
         if config.basic_auth is not None:
