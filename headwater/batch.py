@@ -27,6 +27,11 @@ RAW_SCHEMA = pa.schema(
 LINEAGE_COLUMNS = ("_source", "_offset")
 
 
+def has_payload(table: pa.Table) -> bool:
+    """Whether a table holds any column besides lineage (false when nothing was decoded)."""
+    return any(name not in LINEAGE_COLUMNS for name in table.column_names)
+
+
 def batch_id_for(pipeline: str, source: str, coordinates: dict[str, Any]) -> str:
     """A short stable id from the coordinates: same input, same id."""
     canonical = json.dumps(

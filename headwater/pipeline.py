@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from headwater import registry
-from headwater.batch import Batch, batch_id_for
+from headwater.batch import Batch, batch_id_for, has_payload
 from headwater.component import Context
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Ledger
@@ -170,7 +170,7 @@ class Pipeline:
             table = decoded if stream.parent is None else outputs[stream.parent]
             rows_in = table.num_rows
             for processor in self.processors[stream.name]:
-                if table.num_columns == 0:  # nothing was decoded: no columns to work on
+                if not has_payload(table):  # nothing was decoded: no columns to work on
                     break
                 result = processor(table)
                 quarantine.add("process", stream.name, result.rejects)

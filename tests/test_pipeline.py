@@ -81,6 +81,21 @@ def test_bad_messages_are_quarantined_and_the_batch_completes(ztf_spec, alerts_c
     assert len(stream_rows(pipeline, "raw")) == 30
 
 
+def test_a_batch_of_nothing_but_bad_messages_completes(ztf_spec, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for i in range(3):
+        (junk / f"{i}.avro").write_bytes(b"\x00garbage" * i)
+    pipeline = Pipeline(load_spec(ztf_spec(alerts=junk)))
+    [report] = run_all(pipeline)
+    assert report.decoded == 0 and report.quarantined == 3
+    assert {s.rows_out for s in report.streams.values()} == {0}
+    assert not list(pipeline.lake.stream_dir("ztf", "raw").rglob("*.parquet"))
+    con = duckdb.connect(str(pipeline.lake.database("ztf")), read_only=True)
+    assert con.execute("select count(*) from _quarantine").fetchone()[0] == 3
+    assert pipeline.ledger.get(report.batch.window, report.batch.id).status == "done"
+
+
 def test_new_files_make_new_batches_and_nothing_else(ztf_spec, alerts_copy, tmp_path):
     newcomer = sorted(alerts_copy.rglob("*.avro"))[-1]
     parked = tmp_path / newcomer.name

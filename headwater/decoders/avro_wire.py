@@ -57,7 +57,7 @@ class Container:
     schema: bytes
     codec: str
     sync: bytes
-    blocks: list[tuple[int, bytes]]
+    blocks: list[tuple[int, bytes | memoryview]]  # uncompressed blocks are views, not copies
 
     @property
     def count(self) -> int:
@@ -86,11 +86,12 @@ def _read_metadata(buf: bytes, pos: int) -> tuple[dict[str, bytes], int]:
         for _ in range(count):
             key, pos = _read_bytes(buf, pos, "metadata key")
             value, pos = _read_bytes(buf, pos, "metadata value")
-            meta[key.decode("utf-8", "replace")] = value
+            meta[bytes(key).decode("utf-8", "replace")] = value
 
 
-def parse_container(buf: bytes) -> Container:
+def parse_container(data: bytes) -> Container:
     """Split an Avro object container into header and decompressed blocks."""
+    buf = memoryview(data)  # slices of a view share the message's bytes instead of copying
     if buf[:4] != CONTAINER_MAGIC:
         raise DecodeError(
             f"not an Avro object container: expected magic {CONTAINER_MAGIC!r}, "
@@ -99,8 +100,8 @@ def parse_container(buf: bytes) -> Container:
     meta, pos = _read_metadata(buf, 4)
     if "avro.schema" not in meta:
         raise DecodeError("Avro container header has no 'avro.schema' entry")
-    codec = meta.get("avro.codec", b"null").decode()
-    sync = buf[pos : pos + SYNC_SIZE]
+    codec = bytes(meta.get("avro.codec", b"null")).decode()
+    sync = bytes(buf[pos : pos + SYNC_SIZE])
     if len(sync) != SYNC_SIZE:
         raise DecodeError(f"truncated Avro container: no 16-byte sync marker at byte {pos}")
     pos += SYNC_SIZE
@@ -115,10 +116,10 @@ def parse_container(buf: bytes) -> Container:
             )
         pos += SYNC_SIZE
         blocks.append((count, _decompress(codec, data)))
-    return Container(schema=meta["avro.schema"], codec=codec, sync=sync, blocks=blocks)
+    return Container(schema=bytes(meta["avro.schema"]), codec=codec, sync=sync, blocks=blocks)
 
 
-def _decompress(codec: str, data: bytes) -> bytes:
+def _decompress(codec: str, data: memoryview) -> bytes | memoryview:
     if codec == "null":
         return data
     if codec == "deflate":

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from headwater.batch import has_payload
 from headwater.config import ComponentConfig
 from headwater.errors import SinkError
 from headwater.sinks.base import Sink, Target
@@ -54,6 +55,10 @@ class ParquetSink(Sink):
         path = self.ctx.lake.batch_file(
             target.pipeline, target.stream, target.batch.window, target.batch.id
         )
+        if not has_payload(table):
+            # nothing decoded (every message refused): no file, and no stale one from before
+            path.unlink(missing_ok=True)
+            return {"path": None, "bytes": 0}
         size = write_atomically(
             path,
             table,
