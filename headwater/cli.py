@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -262,7 +261,9 @@ def ui(
         host,
     ]
     out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
-    raise typer.Exit(subprocess.call(cmd, cwd=root))
+    os.chdir(root)
+    # become `dagster dev` so that signals (Ctrl-C, SIGTERM) reach it directly
+    os.execv(sys.executable, cmd)
 
 
 def main() -> None:
