@@ -148,16 +148,25 @@ def _summary(pipeline, results, seconds: float) -> None:
         table.add_column(col, justify="left" if col in ("stream", "output") else "right")
     for name, (rin, rout, q) in streams.items():
         table.add_row(
-            name, str(rin), str(rout), str(q), str(pipeline.lake.stream_dir(pipeline.name, name))
+            name, str(rin), str(rout), str(q), _short(pipeline.lake.stream_dir(pipeline.name, name))
         )
     out.print(table)
     rate = messages / seconds if seconds else 0.0
     out.print(
-        f"{messages} messages, {quarantined} quarantined, {rate:,.0f} messages/s. "
+        f"{messages} messages, {quarantined} quarantined, {rate:,.0f} messages/s "
+        "(Dagster run start-up included). "
         f"DuckDB: {pipeline.lake.database(pipeline.name)}"
     )
     first = pipeline.spec.streams[-1].name
     out.print(f'Try: headwater query "select count(*) from {first}"', highlight=False)
+
+
+def _short(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @app.command()
