@@ -165,3 +165,30 @@ def test_bundled_specs_are_valid():
 
     for path in sorted((REPO / "pipelines").glob("*.yaml")):
         load_spec(path, base_dir=REPO)
+
+
+def test_a_spec_can_name_a_plugin_class_by_import_path(write_spec, tmp_path):
+    import pyarrow.parquet as pq
+
+    from headwater.pipeline import Pipeline
+
+    data = tmp_path / "metrics"
+    data.mkdir()
+    (data / "m.jsonl").write_text("".join(f'{{"v": {v}}}\n' for v in (3, 9, 1, 7)))
+    spec = write_spec(f"""\
+        name: metrics
+        lake: {tmp_path / "lake"}
+        source: {{files: {{path: {data}, format: lines}}}}
+        decode: json
+        streams:
+          top: {{processors: [{{"tests.spec.plugin:Top": {{column: v, n: 2}}}}], sinks: [parquet]}}
+        """)
+    pipeline = Pipeline(load_spec(spec))
+    [batch] = pipeline.plan()
+    report = pipeline.run(batch)
+    path = report.streams["top"].outputs["parquet"]["path"]
+    assert pq.read_table(path)["v"].to_pylist() == [9, 7]
+    bad = write_spec(spec.read_text().replace("n: 2", "n: 0"), name="bad.yaml")
+    assert problems(bad)[-1].endswith(
+        "streams.top.processors[0].tests.spec.plugin:Top.n: Input should be greater than 0; got 0"
+    )
