@@ -48,6 +48,20 @@ def rejects(
     )
 
 
+class Refused:
+    """Collects refused records one by one (bad records are rare), then gives one table."""
+
+    def __init__(self) -> None:
+        self._columns: tuple[list, list, list, list] = ([], [], [], [])
+
+    def add(self, source: str | None, offset: int | None, error: str, raw: bytes | None) -> None:
+        for column, item in zip(self._columns, (source, offset, error, raw), strict=True):
+            column.append(item)
+
+    def table(self) -> pa.Table:
+        return rejects(*self._columns)
+
+
 def no_rejects() -> pa.Table:
     return REJECT_SCHEMA.empty_table()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -32,6 +35,20 @@ def ztf_manifest() -> list[dict[str, str]]:
 @pytest.fixture
 def ctx(tmp_path: Path) -> Context:
     return Context("test", "test", REPO, Lake(tmp_path / "lake"))
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process started with ``start_new_session`` and everything it spawned, by PID."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def raw_from_files(files: list[Path]) -> RawBatch:

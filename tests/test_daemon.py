@@ -3,7 +3,6 @@ cuts batches and launches one run per batch; the runs land every stream in the l
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater.resources.project import get_pipeline
+from tests.conftest import stop_group
 from tests.test_webui import project  # noqa: F401  (the copied-project fixture)
 
 
@@ -35,14 +35,7 @@ def daemon(project):  # noqa: F811
         start_new_session=True,
     )
     yield proc
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_group(proc, timeout=60)  # the daemon's code server and run workers too
 
 
 def test_the_daemon_runs_every_batch_the_sensor_cuts(project, daemon, ztf_manifest):  # noqa: F811

@@ -7,7 +7,6 @@ asks its GraphQL API what a person would look for, and stops it by PID.
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from headwater.resources.project import get_pipeline
 from headwater.runner import dagster_instance, run_batches
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_group
 
 
 def free_port() -> int:
@@ -84,12 +83,7 @@ def webserver(project):
                 time.sleep(0.5)
         yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def test_the_ui_lists_the_streams_and_the_batches_run_from_the_cli(project, webserver):

@@ -27,7 +27,7 @@ from headwater.decoders.schemas import (
     RegistrySchemas,
 )
 from headwater.errors import DecodeError
-from headwater.quarantine import rejects
+from headwater.quarantine import Refused
 
 
 class AvroConfig(DecoderConfig):
@@ -136,13 +136,10 @@ class AvroDecoder(Decoder):
         values = raw.messages["value"].to_pylist()
         sources = raw.messages["_source"].to_pylist()
         offsets = raw.messages["_offset"].to_pylist()
-        bad: tuple[list, list, list, list] = ([], [], [], [])
+        refused = Refused()
 
         def refuse(i: int, exc: Exception) -> None:
-            for column, item in zip(
-                bad, (sources[i], offsets[i], _reason(exc), values[i]), strict=True
-            ):
-                column.append(item)
+            refused.add(sources[i], offsets[i], _reason(exc), values[i])
 
         # pass 1, cheap: framing and writer schemas, so the output schema is known up front
         framed: list[tuple[int, Any, list[tuple[int, bytes]]]] = []
@@ -172,7 +169,7 @@ class AvroDecoder(Decoder):
                 records = []
         chunks.append(_to_table(records, schema))
         table = pa.concat_tables(chunks)
-        return self.finish(table, np.asarray(row_message, dtype=np.int64), raw, [rejects(*bad)])
+        return self.finish(table, np.asarray(row_message, dtype=np.int64), raw, [refused.table()])
 
     def _output_schema(self, keys: list[Any]) -> pa.Schema:
         if not keys:

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from headwater.batch import RawBatch
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
 from headwater.decoders.types import arrow_type, check_type_names
-from headwater.quarantine import rejects
+from headwater.quarantine import Refused
 
 
 class CsvConfig(DecoderConfig):
@@ -40,20 +40,17 @@ class CsvDecoder(Decoder):
         groups: dict[bytes | None, list[int]] = {}
         for i, source in enumerate(sources):
             groups.setdefault(raw.headers.get(source), []).append(i)
-        tables, rows, bad = [], [], ([], [], [], [])
+        tables, rows, refused = [], [], Refused()
         for header, members in groups.items():
             table, kept = self._parse(header, [values[i] for i in members], bad_sink := [])
             tables.append(table)
             rows.extend(members[k] for k in kept)
             for k, reason in bad_sink:
                 i = members[k]
-                for column, item in zip(
-                    bad, (sources[i], offsets[i], reason, values[i]), strict=True
-                ):
-                    column.append(item)
+                refused.add(sources[i], offsets[i], reason, values[i])
         table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
         table = table.drop_columns([c for c in self.config.drop if c in table.column_names])
-        return self.finish(table, np.asarray(rows, dtype=np.int64), raw, [rejects(*bad)])
+        return self.finish(table, np.asarray(rows, dtype=np.int64), raw, [refused.table()])
 
     def _parse(
         self, header: bytes | None, lines: list[bytes | None], bad: list[tuple[int, str]]

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from headwater.batch import RawBatch
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
 from headwater.decoders.types import arrow_type, check_type_names
-from headwater.quarantine import rejects
+from headwater.quarantine import Refused, rejects
 
 
 class JsonConfig(DecoderConfig):
@@ -59,7 +59,7 @@ class JsonDecoder(Decoder):
         sources = raw.messages["_source"].to_pylist()
         offsets = raw.messages["_offset"].to_pylist()
         good: list[int] = []
-        bad: tuple[list, list, list, list] = ([], [], [], [])
+        refused = Refused()
         for i, value in enumerate(values):
             reason = _problem(value)
             if reason is None:
@@ -70,9 +70,8 @@ class JsonDecoder(Decoder):
             if reason is None:
                 good.append(i)
             else:
-                for column, item in zip(bad, (sources[i], offsets[i], reason, value), strict=True):
-                    column.append(item)
-        return good, rejects(*bad)
+                refused.add(sources[i], offsets[i], reason, value)
+        return good, refused.table()
 
 
 def _problem(value: bytes | None) -> str | None:

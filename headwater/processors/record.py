@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from headwater import registry
 from headwater.config import ComponentConfig
 from headwater.processors.base import Processed, Processor
-from headwater.quarantine import rejects
+from headwater.quarantine import Refused
 
 
 class Response(enum.Enum):
@@ -65,40 +65,24 @@ class RecordAdapter(Processor):
 
     def process(self, table: pa.Table) -> Processed:
         keep: list[bool] = []
-        bad: tuple[list, list, list, list] = ([], [], [], [])
+        refused = Refused()
         for row in table.to_pylist():
             try:
                 answer = self._fn(row)
+                error = None
             except Exception as exc:
-                keep.append(False)
-                for column, item in zip(
-                    bad,
-                    (
-                        row.get("_source"),
-                        row.get("_offset"),
-                        f"processor {self.config.processor} raised {type(exc).__name__}: {exc}",
-                        json.dumps(row, default=str).encode(),
-                    ),
-                    strict=True,
-                ):
-                    column.append(item)
-                continue
-            if answer is PASS or answer is True:
+                answer, error = None, f"raised {type(exc).__name__}: {exc}"
+            if error is None and (answer is PASS or answer is True):
                 keep.append(True)
-            elif answer is SKIP or answer is False:
-                keep.append(False)
-            else:
-                keep.append(False)
-                for column, item in zip(
-                    bad,
-                    (
-                        row.get("_source"),
-                        row.get("_offset"),
-                        f"processor {self.config.processor} returned {answer!r}; "
-                        "expected PASS or SKIP",
-                        json.dumps(row, default=str).encode(),
-                    ),
-                    strict=True,
-                ):
-                    column.append(item)
-        return Processed(table.filter(pa.array(keep, pa.bool_())), rejects(*bad))
+                continue
+            keep.append(False)
+            if error is None and answer is not SKIP and answer is not False:
+                error = f"returned {answer!r}; expected PASS or SKIP"
+            if error is not None:
+                refused.add(
+                    row.get("_source"),
+                    row.get("_offset"),
+                    f"processor {self.config.processor} {error}",
+                    json.dumps(row, default=str).encode(),
+                )
+        return Processed(table.filter(pa.array(keep, pa.bool_())), refused.table())
