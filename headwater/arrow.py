@@ -38,32 +38,3 @@ def column_path(table: pa.Table, path: str) -> pa.ChunkedArray:
         column = pc.struct_field(column, name)
         walked = f"{walked}.{name}"
     return column
-
-
-def has_path(table: pa.Table, path: str) -> bool:
-    try:
-        column_path(table, path)
-    except HeadwaterError:
-        return False
-    return True
-
-
-def all_nullable(schema: pa.Schema) -> pa.Schema:
-    """The same schema with every field (nested ones too) nullable."""
-    return pa.schema([_nullable_field(f) for f in schema], metadata=schema.metadata)
-
-
-def _nullable_field(field: pa.Field) -> pa.Field:
-    return field.with_type(_nullable_type(field.type)).with_nullable(True)
-
-
-def _nullable_type(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_struct(t):
-        return pa.struct([_nullable_field(t.field(i)) for i in range(t.num_fields)])
-    if pa.types.is_large_list(t):
-        return pa.large_list(_nullable_field(t.value_field))
-    if pa.types.is_list(t):
-        return pa.list_(_nullable_field(t.value_field))
-    if pa.types.is_map(t):
-        return pa.map_(t.key_type, _nullable_field(t.item_field))
-    return t

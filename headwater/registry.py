@@ -17,8 +17,6 @@ from typing import Any
 
 from headwater.errors import ComponentNotFoundError
 
-KINDS = ("sources", "decoders", "processors", "sinks")
-
 
 def is_import_path(name: str) -> bool:
     return ":" in name
