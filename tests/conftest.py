@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +20,32 @@ from headwater.lake import Lake
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """A real Kafka broker: $KAFKA_BOOTSTRAP_SERVERS if set, else one started for the session.
+
+    In CI (CI=true) a broker that cannot be started fails the tests; elsewhere a missing Java
+    or Maven skips them with one loud line saying what is missing.
+    """
+    from headwater.testing.broker import LocalBroker, missing_tools
+
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    lacking = missing_tools()
+    if lacking:
+        message = f"Kafka tests need {' and '.join(lacking)} on PATH to start a local broker"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI runs them, never skips)")
+        print(f"\n!!! SKIPPING KAFKA TESTS: {message} !!!", file=sys.stderr)
+        pytest.skip(message)
+    broker = LocalBroker().start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

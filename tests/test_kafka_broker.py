@@ -1,0 +1,72 @@
+"""The project's own Kafka broker: real ZTF alerts through a real topic and back."""
+
+import uuid
+
+import fastavro
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from headwater.batch import RawBatch, raw_table
+from headwater.decoders.avro import AvroConfig, AvroDecoder
+from tests.conftest import ztf_files
+
+
+def create_topic(bootstrap: str, partitions: int) -> str:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(timeout=30)
+    return name
+
+
+def test_alerts_round_trip_through_a_three_partition_topic(kafka_bootstrap, ctx):
+    topic = create_topic(kafka_bootstrap, 3)
+    files = ztf_files()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    failures = []
+    for f in files:
+        producer.produce(
+            topic,
+            f.read_bytes(),
+            key=f.stem.encode(),
+            on_delivery=lambda err, _msg: err and failures.append(err),
+        )
+    assert producer.flush(30) == 0 and failures == []
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": "t", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    messages = []
+    while len(messages) < len(files):
+        msg = consumer.poll(10)
+        assert msg is not None, f"only {len(messages)} of {len(files)} messages came back"
+        assert msg.error() is None
+        messages.append(msg)
+    consumer.close()
+    assert {m.partition() for m in messages} == {0, 1, 2}  # keys spread them
+
+    raw = RawBatch(
+        raw_table(
+            [f"{topic}:{m.partition()}" for m in messages],
+            [m.offset() for m in messages],
+            [m.value() for m in messages],
+        )
+    )
+    table = AvroDecoder(AvroConfig(cutouts="drop"), ctx).decode(raw).table
+    expected = []
+    for f in files:
+        with open(f, "rb") as fh:
+            expected.extend(r["candid"] for r in fastavro.reader(fh))
+    assert sorted(table["candid"].to_pylist()) == sorted(expected)
+
+
+def test_topics_are_never_created_by_accident(kafka_bootstrap):
+    topic = f"missing-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 3000})
+    errors = []
+    producer.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    assert len(errors) == 1 and errors[0] is not None  # delivery failed, nothing written
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert topic not in topics
