@@ -1,0 +1,148 @@
+"""The Kafka source against the real broker: offset-range batches, replay, commit after durable,
+retention gaps."""
+
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from headwater.errors import SourceError
+from headwater.pipeline import Pipeline
+from headwater.spec import load_spec
+from tests.conftest import ztf_files
+from tests.test_kafka_broker import create_topic
+
+SPEC = """\
+name: ztfk
+lake: {lake}
+source:
+  kafka: {{bootstrap_servers: "{servers}", topics: [{topic}], group: {group},
+          max_records_per_batch: {batch}}}
+decode: {{avro: {{framing: container, cutouts: drop}}}}
+streams:
+  raw: {{sinks: [parquet]}}
+  solar_system:
+    from: raw
+    processors: [{{solar_system: {{action: include}}}}]
+    sinks: [parquet]
+"""
+
+
+def produce(servers: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": servers, "acks": "all"})
+    for i, v in enumerate(values):
+        producer.produce(topic, v, key=str(i).encode())
+    assert producer.flush(30) == 0
+
+
+def committed(servers: str, group: str, topic: str, partitions: int) -> list[int]:
+    c = Consumer({"bootstrap.servers": servers, "group.id": group})
+    try:
+        return [
+            tp.offset
+            for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        ]
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def kafka_pipeline(kafka_bootstrap, tmp_path, write_spec):
+    topic = create_topic(kafka_bootstrap, 3)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+
+    def make(batch: int) -> Pipeline:
+        spec = write_spec(
+            SPEC.format(
+                lake=tmp_path / "lake",
+                servers=kafka_bootstrap,
+                topic=topic,
+                group=group,
+                batch=batch,
+            )
+        )
+        return Pipeline(load_spec(spec))
+
+    return make, topic, group
+
+
+def candids(pipeline: Pipeline, stream: str) -> list[int]:
+    files = pipeline.lake.stream_dir(pipeline.name, stream).rglob("*.parquet")
+    return sorted(c for f in files for c in pq.read_table(f)["candid"].to_pylist())
+
+
+def test_offset_ranges_are_processed_once_and_committed_after(kafka_pipeline, kafka_bootstrap):
+    make, topic, group = kafka_pipeline
+    values = [f.read_bytes() for f in ztf_files()]
+    produce(kafka_bootstrap, topic, values)
+    pipeline = make(batch=8)
+    batches = pipeline.plan()
+    assert sum(b.records for b in batches) == 30 and max(b.records for b in batches) == 8
+    assert committed(kafka_bootstrap, group, topic, 3) == [-1001] * 3  # nothing before durable
+    reports = [pipeline.run(b) for b in batches]
+    all_ids = candids(pipeline, "raw")
+    assert len(all_ids) == 30 == len(set(all_ids))
+    ends = {}
+    for b in batches:
+        for _t, p, _s, e in b.coordinates["ranges"]:
+            ends[p] = max(ends.get(p, 0), e)
+    assert committed(kafka_bootstrap, group, topic, 3) == [ends[p] for p in range(3)]
+    assert pipeline.plan() == []
+
+    # re-running an old batch: same bytes, and the group does not move backwards
+    first = reports[0]
+    path = first.streams["raw"].outputs["parquet"]["path"]
+    before = Path(path).read_bytes()
+    pipeline.run(first.batch)
+    assert Path(path).read_bytes() == before
+    assert committed(kafka_bootstrap, group, topic, 3) == [ends[p] for p in range(3)]
+
+    # new messages make new batches covering only them
+    produce(kafka_bootstrap, topic, values[:5])
+    new = pipeline.plan()
+    assert sum(b.records for b in new) == 5
+    for b in new:
+        for _t, p, s, _e in b.coordinates["ranges"]:
+            assert s == ends[p]
+    pipeline.close()
+
+
+def test_a_batch_whose_range_was_deleted_by_retention_fails_clearly(
+    kafka_pipeline, kafka_bootstrap
+):
+    make, topic, _group = kafka_pipeline
+    produce(kafka_bootstrap, topic, [f.read_bytes() for f in ztf_files()[:12]])
+    pipeline = make(batch=100)
+    [batch] = pipeline.plan()
+    t, p, start, _end = next(r for r in batch.coordinates["ranges"] if r[3] - r[2] >= 2)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for f in admin.delete_records([TopicPartition(t, p, start + 1)]).values():
+        f.result(timeout=30)
+    with pytest.raises(
+        SourceError,
+        match=(
+            rf"topic {t} partition {p} no longer holds offsets \[{start}, {start + 1}\) of this "
+            rf"batch: retention deleted them \(the partition now starts at {start + 1}\)"
+        ),
+    ):
+        pipeline.run(batch)
+    pipeline.close()
+
+
+def test_a_missing_topic_is_a_clear_error(kafka_bootstrap, tmp_path, write_spec):
+    spec = write_spec(
+        SPEC.format(
+            lake=tmp_path / "lake",
+            servers=kafka_bootstrap,
+            topic="no-such-topic",
+            group="g",
+            batch=10,
+        )
+    )
+    pipeline = Pipeline(load_spec(spec))
+    with pytest.raises(SourceError, match=r"topics \['no-such-topic'\] do not exist"):
+        pipeline.plan()
+    pipeline.close()
