@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import Field, model_validator
 
 from headwater.batch import Batch, RawBatch, raw_table
@@ -41,6 +41,9 @@ class KafkaConfig(ComponentConfig):
     read_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Give up reading a batch's ranges after this long."
     )
+    coordinator_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long to retry while the group coordinator moves."
+    )
     client: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings (no secrets here)."
     )
@@ -55,6 +58,15 @@ class KafkaConfig(ComponentConfig):
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regex: {exc}") from exc
         return self
+
+
+_TRANSIENT = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+}
 
 
 class KafkaSource(Source):
@@ -82,6 +94,22 @@ class KafkaSource(Source):
                 }
             )
         return self._consumer
+
+    def _group_call(self, what: str, call):
+        """Run a consumer-group call, retrying while the coordinator loads or moves."""
+        deadline = time.monotonic() + self.config.coordinator_timeout_seconds
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                err = exc.args[0]
+                transient = err.retriable() or err.code() in _TRANSIENT
+                if not transient or time.monotonic() > deadline:
+                    raise SourceError(
+                        f"source {self.ctx.where}: {what} for group "
+                        f"{self.config.group} failed: {err.str()}"
+                    ) from exc
+                time.sleep(0.5)
 
     def partitions(self) -> list[tuple[str, int]]:
         try:
@@ -112,7 +140,10 @@ class KafkaSource(Source):
                 starts[key] = max(starts.get(key, 0), end)
         unknown = [TopicPartition(t, p) for t, p in tps if (t, p) not in starts]
         if unknown:
-            for tp in self.consumer().committed(unknown, timeout=10):
+            found = self._group_call(
+                "reading committed offsets", lambda: self.consumer().committed(unknown, timeout=10)
+            )
+            for tp in found:
                 if tp.offset != OFFSET_INVALID and tp.offset >= 0:
                     starts[(tp.topic, tp.partition)] = tp.offset
         return starts
@@ -196,12 +227,15 @@ class KafkaSource(Source):
         """Advance the group to each range's end; never backwards (old batches re-run)."""
         consumer = self.consumer()
         ends = [TopicPartition(t, p, e) for t, p, _s, e in batch.coordinates["ranges"]]
-        committed = {
-            (tp.topic, tp.partition): tp.offset for tp in consumer.committed(ends, timeout=10)
-        }
+        found = self._group_call(
+            "reading committed offsets", lambda: consumer.committed(ends, timeout=10)
+        )
+        committed = {(tp.topic, tp.partition): tp.offset for tp in found}
         forward = [tp for tp in ends if tp.offset > committed.get((tp.topic, tp.partition), -1)]
         if forward:
-            consumer.commit(offsets=forward, asynchronous=False)
+            self._group_call(
+                "committing offsets", lambda: consumer.commit(offsets=forward, asynchronous=False)
+            )
 
     def describe(self, coordinates: dict[str, Any]) -> str:
         return ", ".join(f"{t}[{p}]:{s}-{e}" for t, p, s, e in coordinates["ranges"])

@@ -1,12 +1,13 @@
 """The Kafka source against the real broker: offset-range batches, replay, commit after durable,
 retention gaps."""
 
+import time
 import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from headwater.errors import SourceError
@@ -40,11 +41,14 @@ def produce(servers: str, topic: str, values: list[bytes]) -> None:
 
 def committed(servers: str, group: str, topic: str, partitions: int) -> list[int]:
     c = Consumer({"bootstrap.servers": servers, "group.id": group})
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
     try:
-        return [
-            tp.offset
-            for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        ]
+        for _ in range(60):  # the group coordinator may still be loading on a new broker
+            try:
+                return [tp.offset for tp in c.committed(tps, timeout=10)]
+            except KafkaException:
+                time.sleep(0.5)
+        return [tp.offset for tp in c.committed(tps, timeout=10)]
     finally:
         c.close()
 
