@@ -251,6 +251,52 @@ def batches(
 
 
 @app.command()
+def produce(
+    folder: Annotated[Path, typer.Argument(help="Folder of message files (one per message).")],
+    topic: Annotated[str, typer.Argument(help="Topic to send them to (must exist).")],
+    bootstrap_servers: Annotated[
+        str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka host:port list.")
+    ] = "127.0.0.1:9092",
+    pattern: Annotated[str, typer.Option(help="Glob of files under the folder.")] = "**/*",
+    repeat: Annotated[int, typer.Option(help="Send the folder this many times.")] = 1,
+    rate: Annotated[
+        float, typer.Option(help="Messages per second; 0 = as fast as possible.")
+    ] = 0.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a message may wait for delivery.")] = 30.0,
+) -> None:
+    """Load a folder of messages into a topic, keyed by file name, with a progress bar."""
+    from headwater.produce import message_files, produce_files
+
+    try:
+        files = message_files(folder, pattern)
+        started = time.perf_counter()
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task(f"to {topic}", total=len(files) * repeat)
+            sent = produce_files(
+                files,
+                topic,
+                bootstrap_servers,
+                repeat=repeat,
+                rate=rate,
+                on_sent=lambda n: progress.advance(task, n),
+                config={"message.timeout.ms": str(int(timeout * 1000))},
+            )
+    except HeadwaterError as exc:
+        _fail(exc)
+    seconds = time.perf_counter() - started
+    out.print(
+        f"{sent} messages to {topic} on {bootstrap_servers} in {seconds:.2f}s "
+        f"({sent / seconds if seconds else 0:,.0f}/s)"
+    )
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Web UI port.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -70,3 +70,50 @@ def test_topics_are_never_created_by_accident(kafka_bootstrap):
     assert len(errors) == 1 and errors[0] is not None  # delivery failed, nothing written
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
     assert topic not in topics
+
+
+def test_headwater_produce_loads_a_folder_into_a_topic(kafka_bootstrap):
+    from typer.testing import CliRunner
+
+    from headwater.cli import app
+    from tests.conftest import SAMPLES
+
+    topic = create_topic(kafka_bootstrap, 2)
+    result = CliRunner().invoke(
+        app,
+        [
+            "produce",
+            str(SAMPLES / "ztf" / "alerts"),
+            topic,
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--repeat",
+            "2",
+            "--pattern",
+            "**/*.avro",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"60 messages to {topic}" in result.output
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "p"})
+    total = 0
+    for p in range(2):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += high - low
+    consumer.close()
+    assert total == 60
+    missing = CliRunner().invoke(
+        app,
+        [
+            "produce",
+            str(SAMPLES / "ztf" / "alerts"),
+            "nope-topic",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--pattern",
+            "**/*.avro",
+            "--timeout",
+            "3",
+        ],
+    )
+    assert missing.exit_code == 1 and "were not delivered" in missing.output
