@@ -107,13 +107,7 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
         f"pipeline [bold]{pipeline.name}[/]: {len(new)} new batch(es), {len(pending)} to process"
     )
     started = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as progress:
+    with _progress() as progress:
         task = progress.add_task("batches", total=len(pending))
         results = run_batches(
             spec_file,
@@ -130,6 +124,17 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
             err.print(f"[red]batch {r.batch.id} failed[/]: {r.error}", highlight=False)
         err.print("Failed batches stay pending; `headwater run` again retries them.")
         raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    """A bar with a count and the elapsed time, on stderr, cleared when done."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=err, transient=True)
 
 
 def _summary(pipeline, results, seconds: float) -> None:
@@ -270,13 +275,7 @@ def produce(
     try:
         files = message_files(folder, pattern)
         started = time.perf_counter()
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=err, transient=True) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"to {topic}", total=len(files) * repeat)
             sent = produce_files(
                 files,

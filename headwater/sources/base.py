@@ -15,6 +15,28 @@ from headwater.batch import Batch, RawBatch
 from headwater.component import Component
 
 
+def cut_ranges(pending: list[list[Any]], cap: int) -> list[tuple[list[list[Any]], int]]:
+    """Cut ``[*ident, start, end]`` ranges, in order, into batches of at most ``cap`` records.
+
+    A range larger than what is left in a batch is split; each batch is ``(ranges, size)``.
+    """
+    batches: list[tuple[list[list[Any]], int]] = []
+    current: list[list[Any]] = []
+    size = 0
+    for *ident, start, end in pending:
+        while start < end:
+            take = min(end - start, cap - size)
+            current.append([*ident, start, start + take])
+            size += take
+            start += take
+            if size == cap:
+                batches.append((current, size))
+                current, size = [], 0
+    if current:
+        batches.append((current, size))
+    return batches
+
+
 class Source(Component):
     def plan(self, previous: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
         """New batches as ``(coordinates, record count)``, given earlier batches' coordinates."""

@@ -20,7 +20,7 @@ from pydantic import Field
 from headwater.batch import RawBatch, raw_table
 from headwater.config import ComponentConfig
 from headwater.errors import SourceError
-from headwater.sources.base import Source
+from headwater.sources.base import Source, cut_ranges
 
 
 class FilesConfig(ComponentConfig):
@@ -85,25 +85,8 @@ class FileSource(Source):
             start = covered.get(rel, 0)
             if total > start:
                 pending.append([rel, start, total])
-        return [({"root": root, "ranges": ranges}, n) for ranges, n in self._cut(pending)]
-
-    def _cut(self, pending: list[list[Any]]) -> list[tuple[list[list[Any]], int]]:
         cap = self.config.max_records_per_batch
-        batches: list[tuple[list[list[Any]], int]] = []
-        current: list[list[Any]] = []
-        size = 0
-        for rel, start, end in pending:
-            while start < end:
-                take = min(end - start, cap - size)
-                current.append([rel, start, start + take])
-                size += take
-                start += take
-                if size == cap:
-                    batches.append((current, size))
-                    current, size = [], 0
-        if current:
-            batches.append((current, size))
-        return batches
+        return [({"root": root, "ranges": r}, n) for r, n in cut_ranges(pending, cap)]
 
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         root = Path(coordinates["root"])

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from headwater.batch import Batch, RawBatch, raw_table
 from headwater.config import ComponentConfig, EnvRef
 from headwater.errors import SourceError
-from headwater.sources.base import Source
+from headwater.sources.base import Source, cut_ranges
 
 
 class KafkaConfig(ComponentConfig):
@@ -161,23 +161,8 @@ class KafkaSource(Source):
                 start = low if self.config.start == "earliest" else high
             if high > start:
                 pending.append([topic, partition, start, high])
-        return self._cut(pending)
-
-    def _cut(self, pending: list[list[Any]]) -> list[tuple[dict[str, Any], int]]:
         cap = self.config.max_records_per_batch
-        batches, current, size = [], [], 0
-        for topic, partition, start, end in pending:
-            while start < end:
-                take = min(end - start, cap - size)
-                current.append([topic, partition, start, start + take])
-                size += take
-                start += take
-                if size == cap:
-                    batches.append(({"ranges": current}, size))
-                    current, size = [], 0
-        if current:
-            batches.append(({"ranges": current}, size))
-        return batches
+        return [({"ranges": r}, n) for r, n in cut_ranges(pending, cap)]
 
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         consumer = self.consumer()
