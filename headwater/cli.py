@@ -94,8 +94,7 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
     from headwater.runner import run_batches
 
     pipeline = get_pipeline(str(spec_file), tuple(overrides), str(_root()))
-    new = pipeline.plan()
-    pending = pipeline.pending()
+    new, pending = pipeline.cut()
     if max_batches:
         pending = pending[:max_batches]
     if not pending:

@@ -110,7 +110,17 @@ class Pipeline:
 
     def plan(self) -> list[Batch]:
         """Cut the input not yet covered into batches and record them (before processing)."""
-        previous = [e.batch.coordinates for e in self.ledger.entries()]
+        return self.cut()[0]
+
+    def cut(self) -> tuple[list[Batch], list[Batch]]:
+        """Record new batches; return them and every pending batch, from one ledger scan."""
+        entries = list(self.ledger.entries())
+        new = self._record_new([e.batch.coordinates for e in entries])
+        known = {e.batch.id for e in entries}
+        pending = [e.batch for e in entries if e.status == PENDING]
+        return new, pending + [b for b in new if b.id not in known]
+
+    def _record_new(self, previous: list[dict[str, Any]]) -> list[Batch]:
         now = self.clock()
         batches = []
         for seq, (coordinates, records) in enumerate(self.source.plan(previous)):

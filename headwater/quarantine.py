@@ -73,13 +73,13 @@ class Quarantine:
         self.pipeline = pipeline
         self.batch_id = batch_id
         self._parts: list[pa.Table] = []
-        self._counts: dict[str, int] = {}
+        self._counts: dict[tuple[str, str | None], int] = {}
 
     def add(self, stage: str, stream: str | None, refused: pa.Table) -> None:
         n = refused.num_rows
         if n == 0:
             return
-        key = stream or stage
+        key = (stage, stream)
         self._counts[key] = self._counts.get(key, 0) + n
 
         def const(value: str | None) -> pa.Array:
@@ -101,9 +101,9 @@ class Quarantine:
             )
         )
 
-    def count(self, key: str) -> int:
-        """Rows refused by a stream (or by a stage such as ``decode``)."""
-        return self._counts.get(key, 0)
+    def count(self, stream: str) -> int:
+        """Rows refused by a stream's processors."""
+        return sum(n for (_stage, s), n in self._counts.items() if s == stream)
 
     @property
     def total(self) -> int:

@@ -61,8 +61,8 @@ def build_batch_sensor(spec: LoadedSpec, job):
     def _sensor(context: SensorEvaluationContext, headwater: HeadwaterProject):
         pipeline = headwater.pipeline(spec_file)
         try:
-            new = pipeline.plan()
-            pending = pipeline.pending()[: s.max_batches_per_tick]
+            new, pending = pipeline.cut()
+            pending = pending[: s.max_batches_per_tick]
         except HeadwaterError as exc:
             return SkipReason(f"cannot cut batches: {exc}")
         if not pending:
