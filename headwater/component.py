@@ -6,22 +6,25 @@ parsing, defaults and docs) and a constructor taking that config and a :class:`C
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from headwater.config import ComponentConfig
+from headwater.kafka.connection import KafkaConnection
 from headwater.lake import Lake
 
 
 @dataclass(frozen=True)
 class Context:
-    """Where a component lives: its pipeline, its key path in the spec, and the lake."""
+    """Where a component lives: its pipeline, its key path in the spec, the lake, and the
+    pipeline's Kafka connection (used by Kafka sources and sinks)."""
 
     pipeline: str
     where: str
     base_dir: Path
     lake: Lake
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
 
     def path(self, value: str | Path) -> Path:
         """A path from the spec, resolved against the project's base directory."""

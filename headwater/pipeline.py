@@ -9,6 +9,7 @@ stream's sinks in order → commit the source → mark the batch done in the led
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pyarrow as pa
 from headwater import registry
 from headwater.batch import Batch, batch_id_for, has_payload
 from headwater.component import Context
+from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Ledger
 from headwater.quarantine import Quarantine, rejects
@@ -79,13 +81,19 @@ class BatchReport:
 
 def _build(kind: str, spec: ComponentSpec, ctx: Context) -> Any:
     cls = registry.lookup(kind, spec.name)
-    return cls(spec.config, Context(ctx.pipeline, spec.where, ctx.base_dir, ctx.lake))
+    return cls(spec.config, dataclasses.replace(ctx, where=spec.where))
 
 
 class Pipeline:
     """A loaded spec with its components instantiated; reusable across batches."""
 
-    def __init__(self, spec: LoadedSpec, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        spec: LoadedSpec,
+        clock: Callable[[], dt.datetime] = utcnow,
+        kafka: KafkaConnection | None = None,
+    ):
+        """``kafka`` replaces the spec's connection (the Dagster resource supplies one)."""
         self.spec = spec
         self.name = spec.name
         self.clock = clock
@@ -93,7 +101,8 @@ class Pipeline:
         lake_root = Path(spec.model.lake).expanduser()
         self.lake = Lake(lake_root if lake_root.is_absolute() else (base / lake_root))
         self.ledger = Ledger(self.lake.ledger_dir(self.name))
-        ctx = Context(self.name, "", base, self.lake)
+        self.kafka = kafka or spec.model.kafka
+        ctx = Context(self.name, "", base, self.lake, self.kafka)
         self.source = _build("sources", spec.source, ctx)
         self.decoder = _build("decoders", spec.decode, ctx)
         self.processors = {

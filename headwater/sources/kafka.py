@@ -19,16 +19,15 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from pydantic import Field, model_validator
 
 from headwater.batch import Batch, RawBatch, raw_table
-from headwater.config import ComponentConfig, EnvRef
+from headwater.config import ComponentConfig
 from headwater.errors import SourceError
+from headwater.kafka.connection import ClientErrors, ClientSettings
 from headwater.sources.base import Source, cut_ranges
 
 
 class KafkaConfig(ComponentConfig):
-    bootstrap_servers: str | EnvRef = Field(
-        default_factory=lambda: EnvRef(env="KAFKA_BOOTSTRAP_SERVERS"),
-        description="host:port list, or {env: VAR}; default {env: KAFKA_BOOTSTRAP_SERVERS}.",
-    )
+    """The cluster comes from the spec's ``kafka:`` block (servers, security)."""
+
     topics: list[str] | None = Field(default=None, description="Topics to read, by name.")
     pattern: str | None = Field(
         default=None, description="A regex: every matching topic is read as one stream."
@@ -44,8 +43,8 @@ class KafkaConfig(ComponentConfig):
     coordinator_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long to retry while the group coordinator moves."
     )
-    client: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra librdkafka settings (no secrets here)."
+    client: ClientSettings = Field(
+        default_factory=dict, description="Extra librdkafka consumer settings (no secrets)."
     )
 
     @model_validator(mode="after")
@@ -75,23 +74,26 @@ class KafkaSource(Source):
     def __init__(self, config: KafkaConfig, ctx):
         super().__init__(config, ctx)
         self._consumer: Consumer | None = None
+        self.errors = ClientErrors()
 
     def _servers(self) -> str:
-        s = self.config.bootstrap_servers
-        return s.resolve() if isinstance(s, EnvRef) else s
+        return self.ctx.kafka.describe()
 
     def consumer(self) -> Consumer:
         if self._consumer is None:
             self._consumer = Consumer(
-                {
+                self.ctx.kafka.settings(
                     **self.config.client,
-                    "bootstrap.servers": self._servers(),
-                    "group.id": self.config.group,
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": False,
-                    "auto.offset.reset": "error",  # a batch never silently jumps past lost data
-                    "log_level": 3,
-                }
+                    **{
+                        "group.id": self.config.group,
+                        "enable.auto.commit": False,
+                        "enable.partition.eof": False,
+                        # a batch never silently jumps past lost data
+                        "auto.offset.reset": "error",
+                        "log_level": 3,
+                        "error_cb": self.errors,
+                    },
+                )
             )
         return self._consumer
 
@@ -116,7 +118,8 @@ class KafkaSource(Source):
             meta = self.consumer().list_topics(timeout=10)
         except KafkaException as exc:
             raise SourceError(
-                f"source {self.ctx.where}: cannot reach Kafka at {self._servers()}: {exc}"
+                f"source {self.ctx.where}: cannot reach Kafka at {self._servers()}: "
+                f"{self.errors.explain(exc)}"
             ) from exc
         if self.config.topics is not None:
             missing = [t for t in self.config.topics if t not in meta.topics]

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from headwater.kafka.connection import KafkaConnection, Scalar
+
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -57,6 +59,14 @@ class SensorSpec(Strict):
     running: bool = Field(default=False, description="Start the sensor running by default.")
 
 
+class TopicSpec(Strict):
+    partitions: int = Field(ge=1, description="Number of partitions (can grow, never shrink).")
+    replication_factor: int = Field(default=1, ge=1, description="Copies of each partition.")
+    config: dict[str, Scalar] = Field(
+        default_factory=dict, description="Topic configs, e.g. retention.ms: 604800000."
+    )
+
+
 class StreamSpec(Strict):
     from_: str | None = Field(
         default=None, alias="from", description="The stream this one reads; default the source."
@@ -72,6 +82,12 @@ class PipelineSpec(Strict):
     lake: str = Field(default="lake", description="Root folder of outputs and batch ledger.")
     partitions: PartitionsSpec = Field(default_factory=PartitionsSpec)
     sensor: SensorSpec = Field(default_factory=SensorSpec)
+    kafka: KafkaConnection = Field(
+        default_factory=KafkaConnection, description="The Kafka cluster, if the pipeline uses one."
+    )
+    topics: dict[str, TopicSpec] = Field(
+        default_factory=dict, description="Topics `headwater topics apply` creates or updates."
+    )
     source: Any
     decode: Any
     streams: dict[str, StreamSpec] = Field(min_length=1)

@@ -19,9 +19,9 @@ from tests.test_kafka_broker import create_topic
 SPEC = """\
 name: ztfk
 lake: {lake}
+kafka: {{bootstrap_servers: "{servers}"}}
 source:
-  kafka: {{bootstrap_servers: "{servers}", topics: [{topic}], group: {group},
-          max_records_per_batch: {batch}}}
+  kafka: {{topics: [{topic}], group: {group}, max_records_per_batch: {batch}}}
 decode: {{avro: {{framing: container, cutouts: drop}}}}
 streams:
   raw: {{sinks: [parquet]}}

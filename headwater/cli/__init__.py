@@ -11,47 +11,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from headwater.cli.common import (
+    SetOption,
+    app,
+    err,
+    fail,
+    home,
+    out,
+    progress_bar,
+    resolve_spec,
+    short,
+)
+from headwater.cli.topics import topics_app
 from headwater.errors import HeadwaterError
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="headwater: event streams into data assets, on Dagster.",
-)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a spec value for this run: KEY.PATH=VALUE (repeatable)."),
-]
-
-
-def _root() -> Path:
-    return Path(os.environ.get("HEADWATER_HOME") or Path.cwd()).resolve()
-
-
-def resolve_spec(pipeline: str) -> Path:
-    """A spec path as given, or a pipeline name looked up in ``<root>/pipelines``."""
-    p = Path(pipeline)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p.resolve()
-    for suffix in (".yaml", ".yml"):
-        candidate = _root() / "pipelines" / f"{pipeline}{suffix}"
-        if candidate.exists():
-            return candidate
-    raise HeadwaterError(
-        f"no pipeline {pipeline!r}: not a file, and no pipelines/{pipeline}.yaml under {_root()}"
-    )
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(1)
+app.add_typer(topics_app, name="topics")
 
 
 @app.command()
@@ -65,7 +41,7 @@ def validate(
     failed = False
     for name in pipelines:
         try:
-            spec = load_spec(resolve_spec(name), parse_overrides(set_ or []), base_dir=_root())
+            spec = load_spec(resolve_spec(name), parse_overrides(set_ or []), base_dir=home())
         except HeadwaterError as exc:
             err.print(str(exc), highlight=False, markup=False)
             failed = True
@@ -86,14 +62,14 @@ def run(
     try:
         _run(resolve_spec(pipeline), set_ or [], max_batches)
     except HeadwaterError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
     from headwater.resources.project import get_pipeline
     from headwater.runner import run_batches
 
-    pipeline = get_pipeline(str(spec_file), tuple(overrides), str(_root()))
+    pipeline = get_pipeline(str(spec_file), tuple(overrides), str(home()))
     new, pending = pipeline.cut()
     if max_batches:
         pending = pending[:max_batches]
@@ -106,14 +82,14 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
         f"pipeline [bold]{pipeline.name}[/]: {len(new)} new batch(es), {len(pending)} to process"
     )
     started = time.perf_counter()
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("batches", total=len(pending))
         results = run_batches(
             spec_file,
             pipeline,
             pending,
             overrides,
-            _root(),
+            home(),
             on_done=lambda _: progress.advance(task),
         )
     _summary(pipeline, results, time.perf_counter() - started)
@@ -123,17 +99,6 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
             err.print(f"[red]batch {r.batch.id} failed[/]: {r.error}", highlight=False)
         err.print("Failed batches stay pending; `headwater run` again retries them.")
         raise typer.Exit(1)
-
-
-def _progress() -> Progress:
-    """A bar with a count and the elapsed time, on stderr, cleared when done."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    return Progress(*columns, console=err, transient=True)
 
 
 def _summary(pipeline, results, seconds: float) -> None:
@@ -152,7 +117,7 @@ def _summary(pipeline, results, seconds: float) -> None:
         table.add_column(col, justify="left" if col in ("stream", "output") else "right")
     for name, (rin, rout, q) in streams.items():
         table.add_row(
-            name, str(rin), str(rout), str(q), _short(pipeline.lake.stream_dir(pipeline.name, name))
+            name, str(rin), str(rout), str(q), short(pipeline.lake.stream_dir(pipeline.name, name))
         )
     out.print(table)
     rate = messages / seconds if seconds else 0.0
@@ -163,14 +128,6 @@ def _summary(pipeline, results, seconds: float) -> None:
     )
     first = pipeline.spec.streams[-1].name
     out.print(f'Try: headwater query "select count(*) from {first}"', highlight=False)
-
-
-def _short(path: Path) -> str:
-    """A path relative to the working directory when it lies below it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 @app.command()
@@ -186,12 +143,12 @@ def query(
     from headwater.query import run_query
 
     if fmt not in ("table", "csv", "json"):
-        _fail(HeadwaterError(f"--format must be table, csv or json, got {fmt!r}"))
-    root = lake if lake.is_absolute() else _root() / lake
+        fail(HeadwaterError(f"--format must be table, csv or json, got {fmt!r}"))
+    root = lake if lake.is_absolute() else home() / lake
     try:
         columns, rows = run_query(root, sql)
     except HeadwaterError as exc:
-        _fail(exc)
+        fail(exc)
     if fmt == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(columns)
@@ -230,9 +187,9 @@ def batches(
     from headwater.resources.project import get_pipeline
 
     try:
-        p = get_pipeline(str(resolve_spec(pipeline)), tuple(set_ or []), str(_root()))
+        p = get_pipeline(str(resolve_spec(pipeline)), tuple(set_ or []), str(home()))
     except HeadwaterError as exc:
-        _fail(exc)
+        fail(exc)
     entries = p.ledger.window(window) if window else list(p.ledger.entries())
     if fmt == "json":
         for e in entries:
@@ -274,7 +231,7 @@ def produce(
     try:
         files = message_files(folder, pattern)
         started = time.perf_counter()
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"to {topic}", total=len(files) * repeat)
             sent = produce_files(
                 files,
@@ -286,7 +243,7 @@ def produce(
                 config={"message.timeout.ms": str(int(timeout * 1000))},
             )
     except HeadwaterError as exc:
-        _fail(exc)
+        fail(exc)
     seconds = time.perf_counter() - started
     out.print(
         f"{sent} messages to {topic} on {bootstrap_servers} in {seconds:.2f}s "
@@ -300,7 +257,7 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Start the Dagster web UI and daemon on this project (dagster dev)."""
-    root = _root()
+    root = home()
     cmd = [
         sys.executable,
         "-m",

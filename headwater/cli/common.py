@@ -1,0 +1,68 @@
+"""What every ``headwater`` command shares: the app, consoles, spec lookup, errors, bars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from headwater.errors import HeadwaterError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="headwater: event streams into data assets, on Dagster.",
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value for this run: KEY.PATH=VALUE (repeatable)."),
+]
+
+
+def home() -> Path:
+    return Path(os.environ.get("HEADWATER_HOME") or Path.cwd()).resolve()
+
+
+def resolve_spec(pipeline: str) -> Path:
+    """A spec path as given, or a pipeline name looked up in ``<root>/pipelines``."""
+    p = Path(pipeline)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p.resolve()
+    for suffix in (".yaml", ".yml"):
+        candidate = home() / "pipelines" / f"{pipeline}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise HeadwaterError(
+        f"no pipeline {pipeline!r}: not a file, and no pipelines/{pipeline}.yaml under {home()}"
+    )
+
+
+def fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def progress_bar() -> Progress:
+    """A bar with a count and the elapsed time, on stderr, cleared when done."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=err, transient=True)
+
+
+def short(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

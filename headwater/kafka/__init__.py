@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the source, the sink, topic admin and the stream worker."""
