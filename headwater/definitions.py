@@ -13,6 +13,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from headwater.assets import build_stream_assets, partitions_for
 from headwater.resources import HeadwaterProject
+from headwater.resources.kafka import KafkaResource
 from headwater.resources.project import project_root
 from headwater.sensors import build_batch_sensor
 from headwater.spec import load_spec
@@ -39,6 +40,12 @@ def spec_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 
 
+def project_resource(base: Path) -> HeadwaterProject:
+    """The project resource. Its Kafka resource is empty, so each spec's ``kafka:`` block
+    rules; the launchpad or a deployment's own definitions can point it elsewhere."""
+    return HeadwaterProject(root=str(base), kafka=KafkaResource())
+
+
 def build_definitions(specs: list[Path] | None = None, root: str = "") -> Definitions:
     base = project_root(root)
     if specs is None:
@@ -47,7 +54,7 @@ def build_definitions(specs: list[Path] | None = None, root: str = "") -> Defini
     loaded = [load_spec(f, base_dir=base) for f in specs]
     return Definitions.merge(  # one resource shared by every pipeline
         *(pipeline_definitions(s) for s in loaded),
-        Definitions(resources={"headwater": HeadwaterProject(root=str(base))}),
+        Definitions(resources={"headwater": project_resource(base)}),
     )
 
 

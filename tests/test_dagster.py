@@ -10,7 +10,7 @@ from dagster import (
 )
 
 from headwater.definitions import build_definitions, job_name
-from headwater.resources import HeadwaterProject
+from headwater.resources import HeadwaterProject, KafkaResource
 from headwater.resources.project import get_pipeline
 from headwater.runner import run_batches
 from tests.conftest import REPO
@@ -74,7 +74,7 @@ def test_sensor_requests_one_run_per_recorded_batch_then_skips(ztf_spec, tmp_pat
     spec_file = ztf_spec(batch=16)
     defs = build_definitions([spec_file], root=str(tmp_path))
     sensor = defs.resolve_sensor_def("ztf_batches")
-    resources = {"headwater": HeadwaterProject(root=str(tmp_path))}
+    resources = {"headwater": HeadwaterProject(root=str(tmp_path), kafka=KafkaResource())}
     with build_sensor_context(instance=instance, resources=resources) as context:
         result = sensor(context)
     assert isinstance(result, SensorResult)

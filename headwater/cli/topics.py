@@ -108,6 +108,7 @@ def describe(
         admin = Topics(spec.model.kafka)
         states = admin.describe(names)
         group = getattr(spec.source.config, "group", None)
+        group = spec.model.kafka.group(group) if group else None
         lag = admin.lag(group, names) if group else {}
     except HeadwaterError as exc:
         fail(exc)

@@ -64,6 +64,9 @@ class KafkaConnection(ComponentConfig):
     client: ClientSettings = Field(
         default_factory=dict, description="Extra librdkafka settings for every client (no secrets)."
     )
+    group_prefix: str = Field(
+        default="", description="Prefix of every consumer group (one cluster, many deployments)."
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConnection:
@@ -82,6 +85,9 @@ class KafkaConnection(ComponentConfig):
                 "set security_protocol: SASL_SSL (or SASL_PLAINTEXT)"
             )
         return self
+
+    def group(self, name: str) -> str:
+        return f"{self.group_prefix}{name}"
 
     def servers(self) -> str:
         return _value(self.bootstrap_servers) or ""

@@ -1,20 +1,23 @@
 """``HeadwaterProject``: where the project lives, and the pipelines built from its specs.
 
 A pipeline (its components, its schema caches, its connections) is built once per process
-and reused by every batch, keyed by spec file and overrides.
+and reused by every batch, keyed by spec file, overrides and the Kafka resource's settings.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster reads these annotations at runtime
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource
 
 from headwater.pipeline import Pipeline
+from headwater.resources.kafka import KafkaResource
 from headwater.spec import load_spec, parse_overrides
 
-_PIPELINES: dict[tuple[str, str, tuple[str, ...], float], Pipeline] = {}
+_PIPELINES: dict[tuple[str, str, tuple[str, ...], float, str], Pipeline] = {}
 
 
 def project_root(root: str = "") -> Path:
@@ -22,21 +25,30 @@ def project_root(root: str = "") -> Path:
     return Path(root or os.environ.get("HEADWATER_HOME") or Path.cwd()).resolve()
 
 
-def get_pipeline(spec_file: str, overrides: tuple[str, ...] = (), root: str = "") -> Pipeline:
+def get_pipeline(
+    spec_file: str,
+    overrides: tuple[str, ...] = (),
+    root: str = "",
+    kafka: dict[str, Any] | None = None,
+) -> Pipeline:
+    """The pipeline of ``spec_file``; ``kafka`` replaces keys of the spec's ``kafka:`` block."""
     base = project_root(root)
     mtime = Path(spec_file).stat().st_mtime  # an edited spec is reloaded
-    key = (str(spec_file), str(base), tuple(overrides), mtime)
+    key = (str(spec_file), str(base), tuple(overrides), mtime, json.dumps(kafka, sort_keys=True))
     pipeline = _PIPELINES.get(key)
     if pipeline is None:
         spec = load_spec(spec_file, parse_overrides(list(overrides)), base_dir=base)
-        pipeline = _PIPELINES[key] = Pipeline(spec)
+        connection = spec.model.kafka.merged(**kafka) if kafka else None
+        pipeline = _PIPELINES[key] = Pipeline(spec, kafka=connection)
     return pipeline
 
 
 class HeadwaterProject(ConfigurableResource):
-    """The headwater project: its root folder (relative spec paths resolve there)."""
+    """The headwater project: its root folder (relative spec paths resolve there) and the
+    Kafka cluster its pipelines use."""
 
     root: str = ""
+    kafka: KafkaResource
 
     def pipeline(self, spec_file: str, overrides: tuple[str, ...] = ()) -> Pipeline:
-        return get_pipeline(spec_file, tuple(overrides), self.root)
+        return get_pipeline(spec_file, tuple(overrides), self.root, self.kafka.overrides())

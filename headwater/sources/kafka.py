@@ -75,6 +75,7 @@ class KafkaSource(Source):
         super().__init__(config, ctx)
         self._consumer: Consumer | None = None
         self.errors = ClientErrors()
+        self.group = ctx.kafka.group(config.group)
 
     def _servers(self) -> str:
         return self.ctx.kafka.describe()
@@ -85,7 +86,7 @@ class KafkaSource(Source):
                 self.ctx.kafka.settings(
                     **self.config.client,
                     **{
-                        "group.id": self.config.group,
+                        "group.id": self.group,
                         "enable.auto.commit": False,
                         "enable.partition.eof": False,
                         # a batch never silently jumps past lost data
@@ -109,7 +110,7 @@ class KafkaSource(Source):
                 if not transient or time.monotonic() > deadline:
                     raise SourceError(
                         f"source {self.ctx.where}: {what} for group "
-                        f"{self.config.group} failed: {err.str()}"
+                        f"{self.group} failed: {err.str()}"
                     ) from exc
                 time.sleep(0.5)
 
@@ -117,6 +118,7 @@ class KafkaSource(Source):
         try:
             meta = self.consumer().list_topics(timeout=10)
         except KafkaException as exc:
+            self.consumer().poll(0.5)  # serve error_cb: the background errors say why
             raise SourceError(
                 f"source {self.ctx.where}: cannot reach Kafka at {self._servers()}: "
                 f"{self.errors.explain(exc)}"

@@ -108,18 +108,28 @@ class LocalBroker:
     """Start, wait for, and stop one local KRaft broker."""
 
     def __init__(
-        self, version: str = KAFKA_VERSION, log_level: str = "WARN", start_timeout: float = 90.0
+        self,
+        version: str = KAFKA_VERSION,
+        log_level: str = "WARN",
+        start_timeout: float = 90.0,
+        sasl_users: dict[str, str] | None = None,
     ):
+        """``sasl_users`` (name: password) adds a SASL_PLAINTEXT listener with PLAIN auth."""
         self.version = version
         self.log_level = log_level
         self.start_timeout = start_timeout
-        self.port = 0
+        self.sasl_users = sasl_users or {}
+        self.port = self.sasl_port = 0
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
     def _java(self, libs: Path, *args: str) -> list[str]:
         log4j = self.dir / "log4j2.properties"
@@ -134,39 +144,70 @@ class LocalBroker:
         ]
 
     def start(self) -> LocalBroker:
+        """Format storage in a new folder (first start only) and start the broker."""
         libs = fetch_jars(self.version)
+        if self.dir is None:
+            self._format(libs)
+        with open(self.dir / "stdout.log", "ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                self._java(libs, "kafka.Kafka", str(self.dir / "server.properties")),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait()
+        return self
+
+    def restart(self) -> LocalBroker:
+        """Stop cleanly and start again on the same ports and data (a broker restart)."""
+        self.stop(keep_data=True)
+        return self.start()
+
+    def _properties(self, controller: int) -> list[str]:
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        extra = []
+        if self.sasl_users:
+            listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
+            protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+            users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
+            extra = [
+                "sasl.enabled.mechanisms=PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+            ]
+        return [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners={','.join(listeners)}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            f"log.dirs={self.dir / 'data'}",
+            "auto.create.topics.enable=false",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.check.interval.ms=1000",
+            *extra,
+        ]
+
+    def _format(self, libs: Path) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="headwater-kafka-"))
         self.port, controller = free_port(), free_port()
+        self.sasl_port = free_port() if self.sasl_users else 0
         (self.dir / "log4j2.properties").write_text(
             _LOG4J.format(log=self.dir / "broker.log", level=self.log_level)
         )
         props = self.dir / "server.properties"
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{controller}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={self.dir / 'data'}",
-                    "auto.create.topics.enable=false",
-                    "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=3",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "log.retention.check.interval.ms=1000",
-                ]
-            )
-            + "\n"
-        )
+        props.write_text("\n".join(self._properties(controller)) + "\n")
         fmt = subprocess.run(
             self._java(
                 libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)
@@ -177,15 +218,6 @@ class LocalBroker:
         )
         if fmt.returncode != 0:
             raise HeadwaterError(f"formatting Kafka storage failed: {fmt.stdout}{fmt.stderr}")
-        with open(self.dir / "stdout.log", "wb") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(props)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait()
-        return self
 
     def _wait(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -218,7 +250,7 @@ class LocalBroker:
                 text += path.read_text(errors="replace")[-chars:]
         return text
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         """SIGTERM (a clean shutdown), SIGKILL after 30 s; then remove its storage."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -227,7 +259,7 @@ class LocalBroker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.dir is not None:
+        if self.dir is not None and not keep_data:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
