@@ -172,46 +172,58 @@ class KafkaSource(Source):
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         consumer = self.consumer()
         ranges = {(t, p): (s, e) for t, p, s, e in coordinates["ranges"]}
-        for (topic, partition), (start, _end) in ranges.items():
+        self._check_retention(consumer, ranges)
+        consumer.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in ranges.items()])
+        try:
+            columns = self._drain(consumer, ranges)
+        finally:
+            consumer.unassign()
+        return RawBatch(raw_table(*columns))
+
+    def _check_retention(self, consumer: Consumer, ranges: dict) -> None:
+        for (topic, partition), (start, end) in ranges.items():
             low, _high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=10
             )
             if low > start:
                 raise SourceError(
                     f"source {self.ctx.where}: topic {topic} partition {partition} no longer "
-                    f"holds offsets [{start}, {min(low, ranges[(topic, partition)][1])}) of "
-                    f"this batch: retention deleted them (the partition now starts at {low}). "
-                    "Nothing was skipped; the batch cannot be replayed as recorded."
+                    f"holds offsets [{start}, {min(low, end)}) of this batch: retention "
+                    f"deleted them (the partition now starts at {low}). Nothing was skipped; "
+                    "the batch cannot be replayed as recorded."
                 )
-        consumer.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in ranges.items()])
-        sources, offsets, keys, values = [], [], [], []
-        open_ = {tp for tp, (s, e) in ranges.items() if e > s}
+
+    def _drain(self, consumer: Consumer, ranges: dict) -> tuple[list, list, list, list]:
+        """Consume until every range's end; exactly the ranges' messages, in arrival order."""
+        sources, offsets, values, keys = [], [], [], []
+        next_offset = {tp: s for tp, (s, e) in ranges.items() if e > s}
         deadline = time.monotonic() + self.config.read_timeout_seconds
-        while open_:
+        while next_offset:
             if time.monotonic() > deadline:
                 raise SourceError(
-                    f"source {self.ctx.where}: reading the batch's ranges took "
-                    f"over {self.config.read_timeout_seconds}s; unfinished: "
-                    f"{sorted(open_)}"
+                    f"source {self.ctx.where}: reading the batch's ranges took over "
+                    f"{self.config.read_timeout_seconds}s; unfinished: {sorted(next_offset)}"
                 )
-            for msg in consumer.consume(num_messages=1000, timeout=1.0):
+            # consume() waits for the full count or the timeout: ask only for what is left
+            left = sum(ranges[tp][1] - o for tp, o in next_offset.items())
+            for msg in consumer.consume(num_messages=min(left, 1000), timeout=1.0):
                 if msg.error():
                     raise SourceError(f"source {self.ctx.where}: {msg.error()}")
                 tp = (msg.topic(), msg.partition())
-                if tp not in open_ or msg.offset() >= ranges[tp][1]:
+                if tp not in next_offset or msg.offset() >= ranges[tp][1]:
                     continue
                 sources.append(f"{tp[0]}:{tp[1]}")
                 offsets.append(msg.offset())
                 keys.append(msg.key())
                 values.append(msg.value())
-                if msg.offset() >= ranges[tp][1] - 1:
-                    open_.discard(tp)
-            for tp in list(open_):  # compacted or transactional gaps: trust the position
+                next_offset[tp] = msg.offset() + 1
+                if next_offset[tp] >= ranges[tp][1]:
+                    del next_offset[tp]
+            for tp in list(next_offset):  # compacted or transactional gaps: trust the position
                 [pos] = consumer.position([TopicPartition(*tp)])
                 if pos.offset >= ranges[tp][1]:
-                    open_.discard(tp)
-        consumer.unassign()
-        return RawBatch(raw_table(sources, offsets, values, keys))
+                    del next_offset[tp]
+        return sources, offsets, values, keys
 
     def commit(self, batch: Batch) -> None:
         """Advance the group to each range's end; never backwards (old batches re-run)."""
