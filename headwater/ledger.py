@@ -39,6 +39,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 class Ledger:
     def __init__(self, root: Path):
         self.root = root
+        # parsed entries by file, valid while the file's (inode, mtime, size) is unchanged:
+        # a sensor tick or a stream worker scans the whole ledger, but parses only what changed
+        self._cache: dict[Path, tuple[tuple[int, int, int], Entry]] = {}
 
     def _file(self, window: str, batch_id: str) -> Path:
         return self.root / f"window={window}" / f"{batch_id}.json"
@@ -63,12 +66,19 @@ class Ledger:
     def find(self, window: str, batch_id: str) -> Entry | None:
         path = self._file(window, batch_id)
         try:
+            st = path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
             data = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise HeadwaterError(f"batch ledger entry {path} is unreadable: {exc}") from exc
-        return Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
+        entry = Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
+        self._cache[path] = (stamp, entry)
+        return entry
 
     def get(self, window: str, batch_id: str) -> Entry:
         entry = self.find(window, batch_id)

@@ -123,16 +123,23 @@ class Pipeline:
 
     def cut(self) -> tuple[list[Batch], list[Batch]]:
         """Record new batches; return them and every pending batch, from one ledger scan."""
-        entries = list(self.ledger.entries())
-        new = self._record_new([e.batch.coordinates for e in entries])
-        known = {e.batch.id for e in entries}
-        pending = [e.batch for e in entries if e.status == PENDING]
+        planned, pending = self.peek()
+        new = self.record(planned)
+        known = {b.id for b in pending}
         return new, pending + [b for b in new if b.id not in known]
 
-    def _record_new(self, previous: list[dict[str, Any]]) -> list[Batch]:
+    def peek(self) -> tuple[list[tuple[dict[str, Any], int]], list[Batch]]:
+        """The batches the source would cut now, as ``(coordinates, records)`` (not recorded),
+        and the recorded batches still pending."""
+        entries = list(self.ledger.entries())
+        planned = self.source.plan([e.batch.coordinates for e in entries])
+        return planned, [e.batch for e in entries if e.status == PENDING]
+
+    def record(self, planned: list[tuple[dict[str, Any], int]]) -> list[Batch]:
+        """Record planned batches in the ledger (before processing); return them."""
         now = self.clock()
         batches = []
-        for seq, (coordinates, records) in enumerate(self.source.plan(previous)):
+        for seq, (coordinates, records) in enumerate(planned):
             batch = Batch(
                 pipeline=self.name,
                 id=batch_id_for(self.name, self.spec.source.name, coordinates),

@@ -43,6 +43,44 @@ def dagster_instance(root: Path):
         os.chdir(cwd)
 
 
+class BatchRunner:
+    """One pipeline's job and Dagster instance, loaded once; ``run`` executes one batch."""
+
+    def __init__(
+        self, spec_file: Path, pipeline: Pipeline, overrides: list[str], root: Path, instance=None
+    ):
+        from headwater.assets.streams import op_name
+        from headwater.definitions import build_definitions, job_name
+
+        self.pipeline = pipeline
+        self.overrides = list(overrides)
+        self.op = op_name(pipeline.spec)
+        defs = build_definitions([spec_file], root=str(root))
+        self.job = defs.resolve_job_def(job_name(pipeline.spec))
+        self.instance = instance or dagster_instance(root)
+
+    def run(self, batch: Batch) -> RunOutcome:
+        from headwater.sensors.batches import batch_tags
+
+        result = self.job.execute_in_process(
+            run_config={
+                "ops": {
+                    self.op: {"config": {"batch_ids": [batch.id], "overrides": self.overrides}}
+                },
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            instance=self.instance,
+            partition_key=batch.window,
+            tags=batch_tags(batch, self.pipeline.source.describe(batch.coordinates)),
+            raise_on_error=False,
+        )
+        entry = self.pipeline.ledger.find(batch.window, batch.id)
+        error = "" if result.success else _failure(result)
+        return RunOutcome(
+            batch, result.success, result.run_id, entry.summary if entry else {}, error
+        )
+
+
 def run_batches(
     spec_file: Path,
     pipeline: Pipeline,
@@ -52,34 +90,10 @@ def run_batches(
     on_done: Callable[[RunOutcome], None] | None = None,
     instance=None,
 ) -> list[RunOutcome]:
-    from headwater.assets.streams import op_name
-    from headwater.definitions import build_definitions, job_name
-    from headwater.sensors.batches import batch_tags
-
-    defs = build_definitions([spec_file], root=str(root))
-    job = defs.resolve_job_def(job_name(pipeline.spec))
-    instance = instance or dagster_instance(root)
+    runner = BatchRunner(spec_file, pipeline, overrides, root, instance)
     outcomes = []
     for batch in batches:
-        result = job.execute_in_process(
-            run_config={
-                "ops": {
-                    op_name(pipeline.spec): {
-                        "config": {"batch_ids": [batch.id], "overrides": list(overrides)}
-                    }
-                },
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-            },
-            instance=instance,
-            partition_key=batch.window,
-            tags=batch_tags(batch, pipeline.source.describe(batch.coordinates)),
-            raise_on_error=False,
-        )
-        entry = pipeline.ledger.find(batch.window, batch.id)
-        error = "" if result.success else _failure(result)
-        outcome = RunOutcome(
-            batch, result.success, result.run_id, entry.summary if entry else {}, error
-        )
+        outcome = runner.run(batch)
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)

@@ -29,6 +29,8 @@ from headwater.errors import HeadwaterError
 
 app.add_typer(topics_app, name="topics")
 
+import headwater.cli.stream  # noqa: E402, F401  (registers `headwater stream`)
+
 
 @app.command()
 def validate(

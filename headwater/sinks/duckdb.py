@@ -53,6 +53,11 @@ def empty_quarantine_sql() -> str:
     )
 
 
+#: Statements this process already ran per database file (its path and inode): a view reads
+#: a glob, so new files show without recreating it; only a changed statement needs a write.
+_APPLIED: dict[tuple[str, int], set[str]] = {}
+
+
 def refresh_views(
     database: Path, lake: Lake, pipeline: str, streams: list[str], lock_timeout: float = 30.0
 ) -> None:
@@ -66,6 +71,14 @@ def refresh_views(
     statements.append(
         view_sql(lake, pipeline, QUARANTINE) if has_quarantine else empty_quarantine_sql()
     )
+    key = (str(database), database.stat().st_ino if database.exists() else -1)
+    if set(statements) <= _APPLIED.get(key, set()):
+        return
+    _execute(database, statements, lock_timeout)
+    _APPLIED.setdefault((str(database), database.stat().st_ino), set()).update(statements)
+
+
+def _execute(database: Path, statements: list[str], lock_timeout: float) -> None:
     database.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + lock_timeout
     while True:

@@ -59,6 +59,13 @@ class SensorSpec(Strict):
     running: bool = Field(default=False, description="Start the sensor running by default.")
 
 
+class WorkerSpec(Strict):
+    max_wait_ms: int = Field(
+        default=500, ge=0, description="headwater stream: cut a batch once input waited this long."
+    )
+    poll_ms: int = Field(default=50, ge=1, description="How often the worker looks for input.")
+
+
 class TopicSpec(Strict):
     partitions: int = Field(ge=1, description="Number of partitions (can grow, never shrink).")
     replication_factor: int = Field(default=1, ge=1, description="Copies of each partition.")
@@ -82,6 +89,7 @@ class PipelineSpec(Strict):
     lake: str = Field(default="lake", description="Root folder of outputs and batch ledger.")
     partitions: PartitionsSpec = Field(default_factory=PartitionsSpec)
     sensor: SensorSpec = Field(default_factory=SensorSpec)
+    worker: WorkerSpec = Field(default_factory=WorkerSpec)
     kafka: KafkaConnection = Field(
         default_factory=KafkaConnection, description="The Kafka cluster, if the pipeline uses one."
     )

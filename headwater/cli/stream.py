@@ -1,0 +1,82 @@
+"""``headwater stream PIPELINE``: run batches as input arrives, until stopped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from headwater.cli.common import SetOption, app, err, fail, home, out, resolve_spec
+from headwater.errors import HeadwaterError
+
+
+@app.command()
+def stream(
+    pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
+    max_wait_ms: Annotated[
+        int | None, typer.Option(help="Cut a batch once input waited this long (spec: worker).")
+    ] = None,
+    idle_exit: Annotated[
+        float, typer.Option(help="Exit after this many seconds without input; 0 = never.")
+    ] = 0.0,
+    max_batches: Annotated[int, typer.Option(help="Exit after this many batches.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No line per batch.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Keep the pipeline open and run a Dagster run per batch as soon as input arrives.
+
+    A batch is cut at max_records_per_batch records or after max_wait_ms, whichever comes
+    first. SIGTERM or Ctrl-C finish the batch in hand, commit it, and exit.
+    """
+    from headwater.resources.project import get_pipeline
+    from headwater.worker import StreamWorker
+
+    overrides = set_ or []
+    try:
+        spec_file = resolve_spec(pipeline)
+        p = get_pipeline(str(spec_file), tuple(overrides), str(home()))
+        worker = StreamWorker(
+            spec_file,
+            p,
+            overrides,
+            home(),
+            max_wait_ms=p.spec.model.worker.max_wait_ms if max_wait_ms is None else max_wait_ms,
+            poll_ms=p.spec.model.worker.poll_ms,
+            idle_exit_seconds=idle_exit,
+            max_batches=max_batches,
+            on_batch=None if quiet else _report,
+        )
+        out.print(
+            f"pipeline [bold]{p.name}[/]: streaming from its {p.spec.source.name} source "
+            f"(batches of at most {worker.cap() or '?'} records or {worker.max_wait * 1000:.0f} "
+            "ms); Ctrl-C stops after the batch in hand"
+        )
+        stats = worker.run_until_signalled()
+    except HeadwaterError as exc:
+        fail(exc)
+    finally:
+        if "p" in locals():
+            p.close()
+    out.print(
+        f"stopped: {stats.batches} batch(es), {stats.records} records, {stats.failed} failed "
+        "attempt(s)"
+    )
+
+
+def _report(outcome) -> None:
+    now = dt.datetime.now().strftime("%H:%M:%S")
+    s = outcome.summary
+    if outcome.success:
+        out.print(
+            f"{now} {outcome.batch.window} {outcome.batch.id}: {s.get('messages', 0)} messages, "
+            f"{s.get('quarantined', 0)} quarantined, {s.get('seconds', 0):.2f}s "
+            f"(run {outcome.run_id[:8]})",
+            highlight=False,
+        )
+    else:
+        err.print(
+            f"[red]{now} batch {outcome.batch.id} failed[/] (run {outcome.run_id[:8]}): "
+            f"{outcome.error}; retrying from the same offsets",
+            highlight=False,
+        )

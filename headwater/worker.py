@@ -1,0 +1,147 @@
+"""``headwater stream``: a long-lived worker that cuts and runs batches as input arrives.
+
+It keeps the pipeline (its Kafka consumer, schema caches) and the Dagster instance open, and
+runs each batch as a normal Dagster run of the pipeline's job, in this process: every batch is
+a materialization that the web UI shows and can re-execute, exactly as with the sensor.
+
+A batch is cut when ``max_records_per_batch`` records are waiting, or when the oldest waiting
+record has waited ``max_wait_ms``, whichever comes first. Batches are recorded before they
+run, so a worker killed at any point (even SIGKILL) loses nothing: the next start runs the
+pending batch again from its recorded offsets. A failed run (the broker went away, a sink
+refused) is retried from the same offsets with a growing pause, never skipped. SIGTERM or
+Ctrl-C finish the current batch, commit it, and stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headwater.pipeline import Pipeline
+from headwater.runner import BatchRunner, RunOutcome
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    failed: int = 0
+    records: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        spec_file: Path,
+        pipeline: Pipeline,
+        overrides: list[str],
+        root: Path,
+        *,
+        max_wait_ms: int,
+        poll_ms: int = 50,
+        idle_exit_seconds: float = 0.0,
+        max_batches: int = 0,
+        max_backoff_seconds: float = 30.0,
+        on_batch: Callable[[RunOutcome], None] | None = None,
+    ):
+        self.pipeline = pipeline
+        self.runner = BatchRunner(spec_file, pipeline, overrides, root)
+        self.max_wait = max_wait_ms / 1000
+        self.poll = poll_ms / 1000
+        self.idle_exit = idle_exit_seconds
+        self.max_batches = max_batches
+        self.max_backoff = max_backoff_seconds
+        self.on_batch = on_batch
+        self.stop = threading.Event()
+        self.stats = WorkerStats()
+
+    def run_until_signalled(self) -> WorkerStats:
+        """Run the loop in a thread; SIGTERM and SIGINT ask it to stop after the batch in hand.
+
+        The loop runs off the main thread because Dagster takes over SIGINT and SIGTERM in
+        the main thread while a run executes; here the signals stay ours.
+        """
+        previous = {
+            sig: signal.signal(sig, lambda *_: self.stop.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        failure: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # handed to the main thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=loop, name="headwater-stream")
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if failure:
+            raise failure[0]
+        return self.stats
+
+    def run(self) -> WorkerStats:
+        self._run_pending()  # a previous worker's unfinished batches go first, as recorded
+        waiting_since: float | None = None
+        idle_since = time.monotonic()
+        while not self._done():
+            looked = time.monotonic()
+            planned, _pending = self.pipeline.peek()
+            if not planned:
+                waiting_since = None
+                if self.idle_exit and looked - idle_since > self.idle_exit:
+                    break
+                self.stop.wait(self.poll)
+                continue
+            idle_since = looked
+            waiting_since = waiting_since or looked
+            cap = self.cap()
+            full = cap is not None and planned[0][1] >= cap
+            if not full and looked - waiting_since < self.max_wait:
+                self.stop.wait(min(self.poll, self.max_wait - (looked - waiting_since)))
+                continue
+            [batch] = self.pipeline.record(planned[:1])
+            self._run(batch)
+            # what arrived while that batch ran has waited since we last looked
+            waiting_since = looked if not full else None
+        return self.stats
+
+    def cap(self) -> int | None:
+        return getattr(self.pipeline.source.config, "max_records_per_batch", None)
+
+    def _done(self) -> bool:
+        if self.stop.is_set():
+            return True
+        return bool(self.max_batches) and self.stats.batches >= self.max_batches
+
+    def _run_pending(self) -> None:
+        for batch in self.pipeline.pending():
+            if self._done():
+                return
+            self._run(batch)
+
+    def _run(self, batch) -> None:
+        """Run one batch; a failed run is retried from the same offsets, backing off, because
+        running ahead of it would commit offsets past a batch that is not done."""
+        delay = 1.0
+        while True:
+            outcome = self.runner.run(batch)
+            if self.on_batch:
+                self.on_batch(outcome)
+            if outcome.success:
+                self.stats.batches += 1
+                self.stats.records += batch.records
+                return
+            self.stats.failed += 1
+            if self.stop.wait(delay):  # stopping: the batch stays pending for the next start
+                return
+            delay = min(delay * 2, self.max_backoff)
