@@ -8,7 +8,16 @@ from __future__ import annotations
 
 
 class HeadwaterError(Exception):
-    """Root of every error headwater raises on purpose."""
+    """Root of every error headwater raises on purpose.
+
+    ``transient`` marks errors that may pass on their own (a broker or a disk that is
+    briefly away): a run retries them; a permanent error (lost offsets, a bad query) fails
+    at once, since retrying cannot help.
+    """
+
+    def __init__(self, *args: object, transient: bool = False):
+        super().__init__(*args)
+        self.transient = transient
 
 
 class SpecError(HeadwaterError):

@@ -60,13 +60,12 @@ class BatchRunner:
         self.instance = instance or dagster_instance(root)
 
     def run(self, batch: Batch) -> RunOutcome:
-        from headwater.sensors.batches import batch_tags
+        from headwater.sensors.batches import batch_run_config, batch_tags
 
+        config = batch_run_config(batch, self.overrides).model_dump()
         result = self.job.execute_in_process(
             run_config={
-                "ops": {
-                    self.op: {"config": {"batch_ids": [batch.id], "overrides": self.overrides}}
-                },
+                "ops": {self.op: {"config": config}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
             instance=self.instance,

@@ -91,3 +91,57 @@ def test_sensor_requests_one_run_per_recorded_batch_then_skips(ztf_spec, tmp_pat
         again = sensor(context)
     assert isinstance(again, SkipReason)
     assert "no new input" in again.skip_message
+
+
+FLAKY_SPEC = """\
+name: flaky
+lake: {lake}
+retries: {{max_retries: 2, delay_seconds: 0}}
+source: {{files: {{path: {alerts}, pattern: "**/*.avro"}}}}
+decode: {{avro: {{framing: container, cutouts: drop}}}}
+streams:
+  raw:
+    processors: [{{"tests.flaky:Flaky": {{counter: "{counter}", transient: {transient}}}}}]
+    sinks: [parquet]
+"""
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_transient_failures_are_retried_permanent_ones_fail_at_once(
+    transient, alerts_copy, tmp_path, write_spec, instance
+):
+    counter = tmp_path / "attempts"
+    spec_file = write_spec(
+        FLAKY_SPEC.format(
+            lake=tmp_path / "lake", alerts=alerts_copy, counter=counter, transient=transient
+        )
+    )
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    [batch] = pipeline.plan()
+    [outcome] = run_batches(spec_file, pipeline, [batch], [], tmp_path, instance=instance)
+    assert outcome.success is transient
+    assert counter.read_text() == ("2" if transient else "1")  # one retry, or none
+    status = pipeline.ledger.get(batch.window, batch.id).status
+    assert status == ("done" if transient else "pending")
+    if not transient:
+        assert "attempt 1 failed" in outcome.error
+
+
+def test_the_run_config_alone_replays_a_batch_the_ledger_lost(ztf_spec, tmp_path, instance):
+    spec_file = ztf_spec(batch=30)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    [batch] = pipeline.plan()
+    [first] = run_batches(spec_file, pipeline, [batch], [], tmp_path, instance=instance)
+    output = pipeline.lake.batch_file("ztf", "raw", batch.window, batch.id)
+    before = output.read_bytes()
+    for f in pipeline.ledger.root.rglob("*.json"):
+        f.unlink()
+    output.unlink()
+    run = instance.get_run_by_id(first.run_id)
+    defs = build_definitions([spec_file], root=str(tmp_path))
+    result = defs.resolve_job_def("ztf_job").execute_in_process(
+        run_config=run.run_config, instance=instance, partition_key=batch.window
+    )
+    assert result.success
+    assert output.read_bytes() == before
+    assert pipeline.ledger.get(batch.window, batch.id).status == "done"

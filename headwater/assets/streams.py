@@ -15,16 +15,21 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    Backoff,
     Config,
     DailyPartitionsDefinition,
+    Failure,
     HourlyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     TimeWindowPartitionsDefinition,
     multi_asset,
 )
 from pydantic import Field
 
+from headwater.batch import Batch, batch_id_for
+from headwater.errors import HeadwaterError
 from headwater.lake import QUARANTINE
 from headwater.pipeline import BatchReport, Pipeline
 from headwater.resources.project import HeadwaterProject
@@ -37,6 +42,11 @@ class BatchRunConfig(Config):
     batch_ids: list[str] = Field(
         default_factory=list,
         description="Batch ids recorded in this window's ledger; empty = every batch of it.",
+    )
+    batches: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each batch id's record (JSON: coordinates, window, records) as it was cut; "
+        "re-recorded if the ledger lost it, checked against the ledger otherwise.",
     )
     overrides: list[str] = Field(
         default_factory=list, description="Spec overrides KEY.PATH=VALUE used for this run."
@@ -84,38 +94,66 @@ def build_stream_assets(spec: LoadedSpec):
     )
     spec_file = str(spec.file)
 
+    retries = spec.model.retries
+
     @multi_asset(
         name=op_name(spec),
         specs=specs,
         partitions_def=partitions,
         can_subset=False,
         description=spec.model.description or None,
+        retry_policy=RetryPolicy(
+            max_retries=retries.max_retries,
+            delay=retries.delay_seconds,
+            backoff=Backoff.EXPONENTIAL,
+        ),
     )
     def _streams(
         context: AssetExecutionContext, config: BatchRunConfig, headwater: HeadwaterProject
     ):
         pipeline = headwater.pipeline(spec_file, tuple(config.overrides))
-        reports = run_window(context, pipeline, context.partition_key, config.batch_ids)
+        try:
+            batches = [
+                batch_for(pipeline, context.partition_key, b, config.batches.get(b))
+                for b in config.batch_ids
+            ]
+            reports = run_window(context, pipeline, context.partition_key, batches)
+        except HeadwaterError as exc:
+            if exc.transient:
+                raise  # the retry policy runs the batch again, from the same coordinates
+            raise Failure(description=str(exc), allow_retries=False) from exc
         yield from materializations(spec, reports)
 
     return _streams
 
 
-def run_window(
-    context: AssetExecutionContext, pipeline: Pipeline, window: str, batch_ids: list[str]
-) -> list[BatchReport]:
-    entries = (
-        [pipeline.ledger.get(window, b) for b in batch_ids]
-        if batch_ids
-        else pipeline.ledger.window(window)
-    )
-    reports = []
-    for entry in entries:
-        context.log.info(
-            f"batch {entry.batch.id}: {pipeline.source.describe(entry.batch.coordinates)}"
+def batch_for(pipeline: Pipeline, window: str, batch_id: str, record: str | None) -> Batch:
+    """The batch as recorded in the ledger; from the run config if the ledger lost it."""
+    if record is None:
+        return pipeline.ledger.get(window, batch_id).batch
+    given = Batch.from_json(json.loads(record))
+    if (
+        given.id != batch_id
+        or given.window != window
+        or batch_id_for(pipeline.name, given.source, given.coordinates) != batch_id
+    ):
+        raise Failure(
+            description=f"run config: batch {batch_id}'s record does not match its id; "
+            "re-execute the batch from its original run or by id alone",
+            allow_retries=False,
         )
-        reports.append(pipeline.run(entry.batch))
-    if not entries:
+    return pipeline.ledger.record(given).batch  # the recorded one if the ledger has it
+
+
+def run_window(
+    context: AssetExecutionContext, pipeline: Pipeline, window: str, batches: list[Batch]
+) -> list[BatchReport]:
+    batches = batches or [e.batch for e in pipeline.ledger.window(window)]
+    reports = []
+    for batch in batches:
+        context.log.info(f"batch {batch.id}: {pipeline.source.describe(batch.coordinates)}")
+        reports.append(pipeline.run(batch))
+    if not batches:
         context.log.info(f"window {window} has no recorded batches: nothing to do")
     return reports
 

@@ -38,7 +38,9 @@ class Processor(Component):
         except ProcessorError:
             raise
         except HeadwaterError as exc:
-            raise ProcessorError(f"processor {self.ctx.where}: {exc}") from exc
+            raise ProcessorError(
+                f"processor {self.ctx.where}: {exc}", transient=exc.transient
+            ) from exc
         if isinstance(out, Processed):
             return out
         if isinstance(out, pa.Array | pa.ChunkedArray):

@@ -38,11 +38,20 @@ def batch_tags(batch: Batch, describe: str) -> dict[str, str]:
     }
 
 
+def batch_run_config(batch: Batch, overrides: list[str] | None = None) -> BatchRunConfig:
+    """A run's config names its batch and carries its record: the run alone can replay it."""
+    return BatchRunConfig(
+        batch_ids=[batch.id],
+        batches={batch.id: json.dumps(batch.to_json(), sort_keys=True)},
+        overrides=list(overrides or []),
+    )
+
+
 def run_request(spec: LoadedSpec, batch: Batch, describe: str) -> RunRequest:
     return RunRequest(
         run_key=batch.id,
         partition_key=batch.window,
-        run_config=RunConfig(ops={op_name(spec): BatchRunConfig(batch_ids=[batch.id])}),
+        run_config=RunConfig(ops={op_name(spec): batch_run_config(batch)}),
         tags=batch_tags(batch, describe),
     )
 

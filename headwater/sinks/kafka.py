@@ -196,7 +196,8 @@ class KafkaSink(Sink):
                     producer.poll(0.1)
                 except KafkaException as exc:
                     raise SinkError(
-                        f"sink {self.ctx.where}: cannot publish to {topic}: {exc}"
+                        f"sink {self.ctx.where}: cannot publish to {topic}: {exc}",
+                        transient=True,
                     ) from exc
             producer.poll(0)
         left = producer.flush(self.config.delivery_timeout_seconds + 5)
@@ -204,7 +205,8 @@ class KafkaSink(Sink):
             raise SinkError(
                 f"sink {self.ctx.where}: {len(failed) + left} of {len(values)} messages to "
                 f"{topic} were not delivered ({'; '.join(failed[:3]) or 'flush timed out'}; "
-                f"{self.errors.explain()}). The batch is not committed; a rerun publishes again."
+                f"{self.errors.explain()}). The batch is not committed; a rerun publishes again.",
+                transient=True,
             )
         return ok[0]
 

@@ -110,7 +110,8 @@ class KafkaSource(Source):
                 if not transient or time.monotonic() > deadline:
                     raise SourceError(
                         f"source {self.ctx.where}: {what} for group "
-                        f"{self.group} failed: {err.str()}"
+                        f"{self.group} failed: {err.str()}",
+                        transient=transient,
                     ) from exc
                 time.sleep(0.5)
 
@@ -121,7 +122,8 @@ class KafkaSource(Source):
             self.consumer().poll(0.5)  # serve error_cb: the background errors say why
             raise SourceError(
                 f"source {self.ctx.where}: cannot reach Kafka at {self._servers()}: "
-                f"{self.errors.explain(exc)}"
+                f"{self.errors.explain(exc)}",
+                transient=True,
             ) from exc
         if self.config.topics is not None:
             missing = [t for t in self.config.topics if t not in meta.topics]
@@ -158,9 +160,7 @@ class KafkaSource(Source):
         starts = self._starts(tps, previous)
         pending = []
         for topic, partition in tps:
-            low, high = self.consumer().get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
+            low, high = self._watermarks(topic, partition)
             start = starts.get((topic, partition))
             if start is None:
                 start = low if self.config.start == "earliest" else high
@@ -169,15 +169,34 @@ class KafkaSource(Source):
         cap = self.config.max_records_per_batch
         return [({"ranges": r}, n) for r, n in cut_ranges(pending, cap)]
 
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        try:
+            return self.consumer().get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+        except KafkaException as exc:
+            raise SourceError(
+                f"source {self.ctx.where}: cannot read the offsets of {topic}[{partition}] "
+                f"on {self._servers()}: {self.errors.explain(exc)}",
+                transient=True,
+            ) from exc
+
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         consumer = self.consumer()
         ranges = {(t, p): (s, e) for t, p, s, e in coordinates["ranges"]}
-        self._check_retention(consumer, ranges)
-        consumer.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in ranges.items()])
         try:
-            columns = self._drain(consumer, ranges)
-        finally:
-            consumer.unassign()
+            self._check_retention(consumer, ranges)
+            consumer.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in ranges.items()])
+            try:
+                columns = self._drain(consumer, ranges)
+            finally:
+                consumer.unassign()
+        except KafkaException as exc:  # the broker went away mid-read: the run is retried
+            raise SourceError(
+                f"source {self.ctx.where}: reading {self.describe(coordinates)} from "
+                f"{self._servers()} failed: {self.errors.explain(exc)}",
+                transient=True,
+            ) from exc
         return RawBatch(raw_table(*columns))
 
     def _check_retention(self, consumer: Consumer, ranges: dict) -> None:
@@ -202,13 +221,18 @@ class KafkaSource(Source):
             if time.monotonic() > deadline:
                 raise SourceError(
                     f"source {self.ctx.where}: reading the batch's ranges took over "
-                    f"{self.config.read_timeout_seconds}s; unfinished: {sorted(next_offset)}"
+                    f"{self.config.read_timeout_seconds}s; unfinished: {sorted(next_offset)} "
+                    f"({self.errors.explain()})",
+                    transient=True,
                 )
             # consume() waits for the full count or the timeout: ask only for what is left
             left = sum(ranges[tp][1] - o for tp, o in next_offset.items())
             for msg in consumer.consume(num_messages=min(left, 1000), timeout=1.0):
                 if msg.error():
-                    raise SourceError(f"source {self.ctx.where}: {msg.error()}")
+                    raise SourceError(
+                        f"source {self.ctx.where}: {msg.error()}",
+                        transient=not msg.error().fatal(),
+                    )
                 tp = (msg.topic(), msg.partition())
                 if tp not in next_offset or msg.offset() >= ranges[tp][1]:
                     continue

@@ -66,6 +66,15 @@ class WorkerSpec(Strict):
     poll_ms: int = Field(default=50, ge=1, description="How often the worker looks for input.")
 
 
+class RetrySpec(Strict):
+    max_retries: int = Field(
+        default=3, ge=0, description="Attempts after a transient failure (broker away)."
+    )
+    delay_seconds: float = Field(
+        default=2.0, ge=0, description="First pause; doubles with every attempt."
+    )
+
+
 class TopicSpec(Strict):
     partitions: int = Field(ge=1, description="Number of partitions (can grow, never shrink).")
     replication_factor: int = Field(default=1, ge=1, description="Copies of each partition.")
@@ -90,6 +99,7 @@ class PipelineSpec(Strict):
     partitions: PartitionsSpec = Field(default_factory=PartitionsSpec)
     sensor: SensorSpec = Field(default_factory=SensorSpec)
     worker: WorkerSpec = Field(default_factory=WorkerSpec)
+    retries: RetrySpec = Field(default_factory=RetrySpec)
     kafka: KafkaConnection = Field(
         default_factory=KafkaConnection, description="The Kafka cluster, if the pipeline uses one."
     )
