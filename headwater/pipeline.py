@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from headwater.batch import Batch, batch_id_for, has_payload
 from headwater.component import Context
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
-from headwater.ledger import PENDING, Ledger
+from headwater.ledger import PENDING, Entry, Ledger
 from headwater.quarantine import Quarantine, rejects
 from headwater.sinks.base import Target
 from headwater.sinks.parquet import write_atomically
@@ -133,7 +133,7 @@ class Pipeline:
         and the recorded batches still pending."""
         entries = list(self.ledger.entries())
         planned = self.source.plan([e.batch.coordinates for e in entries])
-        return planned, [e.batch for e in entries if e.status == PENDING]
+        return planned, self._pending(entries)
 
     def record(self, planned: list[tuple[dict[str, Any], int]]) -> list[Batch]:
         """Record planned batches in the ledger (before processing); return them."""
@@ -155,7 +155,12 @@ class Pipeline:
 
     def pending(self) -> list[Batch]:
         """Recorded batches not yet done (new ones, and ones whose run failed)."""
-        return [e.batch for e in self.ledger.entries() if e.status == PENDING]
+        return self._pending(self.ledger.entries())
+
+    def _pending(self, entries: Iterable[Entry]) -> list[Batch]:
+        """Pending batches of this pipeline's share of the source (a Kafka worker's group)."""
+        owned = self.source.owns
+        return [e.batch for e in entries if e.status == PENDING and owned(e.batch.coordinates)]
 
     # -- running one batch ----------------------------------------------------------------
 

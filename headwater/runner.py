@@ -63,6 +63,7 @@ class BatchRunner:
         from headwater.sensors.batches import batch_run_config, batch_tags
 
         config = batch_run_config(batch, self.overrides).model_dump()
+        source = self.pipeline.source
         result = self.job.execute_in_process(
             run_config={
                 "ops": {self.op: {"config": config}},
@@ -70,7 +71,9 @@ class BatchRunner:
             },
             instance=self.instance,
             partition_key=batch.window,
-            tags=batch_tags(batch, self.pipeline.source.describe(batch.coordinates)),
+            tags=batch_tags(
+                batch, source.describe(batch.coordinates), source.group(batch.coordinates)
+            ),
             raise_on_error=False,
         )
         entry = self.pipeline.ledger.find(batch.window, batch.id)

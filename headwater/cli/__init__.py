@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from headwater.cli.common import (
+    GroupOption,
     SetOption,
     app,
     err,
@@ -23,6 +24,7 @@ from headwater.cli.common import (
     progress_bar,
     resolve_spec,
     short,
+    with_group,
 )
 from headwater.cli.topics import topics_app
 from headwater.errors import HeadwaterError
@@ -59,10 +61,12 @@ def run(
     pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
     set_: SetOption = None,
     max_batches: Annotated[int, typer.Option(help="Process at most this many.")] = 0,
+    partition_group: GroupOption = None,
 ) -> None:
     """Cut every pending batch and process it now, in-process, as Dagster runs."""
     try:
-        _run(resolve_spec(pipeline), set_ or [], max_batches)
+        spec_file = resolve_spec(pipeline)
+        _run(spec_file, with_group(spec_file, set_ or [], partition_group), max_batches)
     except HeadwaterError as exc:
         fail(exc)
 

@@ -66,3 +66,27 @@ def short(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+GroupOption = Annotated[
+    int | None,
+    typer.Option(
+        "--partition-group",
+        help="Kafka source: cut and run only this partition group's batches (one process "
+        "per group runs them in parallel).",
+    ),
+]
+
+
+def with_group(spec_file: Path, overrides: list[str], group: int | None) -> list[str]:
+    """The overrides, plus the one that restricts a Kafka source to ``group``."""
+    if group is None:
+        return overrides
+    from headwater.spec import load_spec, parse_overrides
+
+    spec = load_spec(spec_file, parse_overrides(overrides), base_dir=home())
+    if spec.source.name != "kafka":
+        raise HeadwaterError(
+            f"--partition-group applies to a kafka source; {spec_file} reads {spec.source.name}"
+        )
+    return [*overrides, f"source.kafka.only_group={group}"]

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from headwater.cli.common import SetOption, app, err, fail, home, out, resolve_spec
+from headwater.cli.common import (
+    GroupOption,
+    SetOption,
+    app,
+    err,
+    fail,
+    home,
+    out,
+    resolve_spec,
+    with_group,
+)
 from headwater.errors import HeadwaterError
 
 
@@ -22,6 +32,7 @@ def stream(
     ] = 0.0,
     max_batches: Annotated[int, typer.Option(help="Exit after this many batches.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No line per batch.")] = False,
+    partition_group: GroupOption = None,
     set_: SetOption = None,
 ) -> None:
     """Keep the pipeline open and run a Dagster run per batch as soon as input arrives.
@@ -32,9 +43,9 @@ def stream(
     from headwater.resources.project import get_pipeline
     from headwater.worker import StreamWorker
 
-    overrides = set_ or []
     try:
         spec_file = resolve_spec(pipeline)
+        overrides = with_group(spec_file, set_ or [], partition_group)
         p = get_pipeline(str(spec_file), tuple(overrides), str(home()))
         worker = StreamWorker(
             spec_file,

@@ -28,14 +28,18 @@ from headwater.spec.load import LoadedSpec
 CURSOR_VERSION = 1
 
 
-def batch_tags(batch: Batch, describe: str) -> dict[str, str]:
-    return {
+def batch_tags(batch: Batch, describe: str, group: str | None = None) -> dict[str, str]:
+    """Run tags; ``headwater/partition_group`` lets the run queue keep one run per group."""
+    tags = {
         "headwater/pipeline": batch.pipeline,
         "headwater/batch_id": batch.id,
         "headwater/window": batch.window,
         "headwater/records": str(batch.records),
         "headwater/coordinates": describe[:1000],
     }
+    if group is not None:
+        tags["headwater/partition_group"] = f"{batch.pipeline}:{group}"
+    return tags
 
 
 def batch_run_config(batch: Batch, overrides: list[str] | None = None) -> BatchRunConfig:
@@ -47,12 +51,13 @@ def batch_run_config(batch: Batch, overrides: list[str] | None = None) -> BatchR
     )
 
 
-def run_request(spec: LoadedSpec, batch: Batch, describe: str) -> RunRequest:
+def run_request(spec: LoadedSpec, batch: Batch, source) -> RunRequest:
+    coords = batch.coordinates
     return RunRequest(
         run_key=batch.id,
         partition_key=batch.window,
         run_config=RunConfig(ops={op_name(spec): batch_run_config(batch)}),
-        tags=batch_tags(batch, describe),
+        tags=batch_tags(batch, source.describe(coords), source.group(coords)),
     )
 
 
@@ -85,9 +90,7 @@ def build_batch_sensor(spec: LoadedSpec, job):
             }
         )
         return SensorResult(
-            run_requests=[
-                run_request(spec, b, pipeline.source.describe(b.coordinates)) for b in pending
-            ],
+            run_requests=[run_request(spec, b, pipeline.source) for b in pending],
             cursor=cursor,
         )
 

@@ -48,6 +48,14 @@ class Source(Component):
     def commit(self, batch: Batch) -> None:
         """Advance the source's position past ``batch``; only after every sink is durable."""
 
+    def owns(self, coordinates: dict[str, Any]) -> bool:
+        """Whether this source instance runs these batches (a Kafka worker runs one group)."""
+        return True
+
+    def group(self, coordinates: dict[str, Any]) -> str | None:
+        """Batches of one group must not run at once (they share partitions); None: any may."""
+        return None
+
     def describe(self, coordinates: dict[str, Any]) -> str:
         """A one-line human summary of coordinates, for tags and logs."""
         return str(coordinates)

@@ -10,8 +10,10 @@ group's lag is what standard Kafka tools show and a crash only means a rerun.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -43,6 +45,15 @@ class KafkaConfig(ComponentConfig):
     coordinator_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long to retry while the group coordinator moves."
     )
+    partition_groups: int = Field(
+        default=1,
+        ge=1,
+        description="Partitions are split into this many groups; batches of different groups "
+        "cover disjoint partitions and may run in parallel.",
+    )
+    only_group: int | None = Field(
+        default=None, ge=0, description="Cut and run only this group's batches (one worker each)."
+    )
     client: ClientSettings = Field(
         default_factory=dict, description="Extra librdkafka consumer settings (no secrets)."
     )
@@ -51,6 +62,11 @@ class KafkaConfig(ComponentConfig):
     def _one_selector(self) -> KafkaConfig:
         if (self.topics is None) == (self.pattern is None):
             raise ValueError("give exactly one of topics: [names] or pattern: regex")
+        if self.only_group is not None and self.only_group >= self.partition_groups:
+            raise ValueError(
+                f"only_group {self.only_group} is not a group: groups are 0 to "
+                f"{self.partition_groups - 1} (partition_groups: {self.partition_groups})"
+            )
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -167,7 +183,26 @@ class KafkaSource(Source):
             if high > start:
                 pending.append([topic, partition, start, high])
         cap = self.config.max_records_per_batch
-        return [({"ranges": r}, n) for r, n in cut_ranges(pending, cap)]
+        groups: dict[int, list[list[Any]]] = {}
+        for item in pending:
+            groups.setdefault(self.group_of(item[0], item[1]), []).append(item)
+        cuts = {
+            g: [({"group": g, "ranges": r}, n) for r, n in cut_ranges(items, cap)]
+            for g, items in sorted(groups.items())
+            if self.config.only_group in (None, g)
+        }
+        # interleaved (g0, g1, g0, …): a sensor tick's runs can start in parallel at once
+        return [b for row in itertools.zip_longest(*cuts.values()) for b in row if b]
+
+    def group_of(self, topic: str, partition: int) -> int:
+        """A partition's group: stable while the topic lives, whatever else appears."""
+        return (zlib.crc32(topic.encode()) + partition) % self.config.partition_groups
+
+    def owns(self, coordinates: dict[str, Any]) -> bool:
+        return self.config.only_group in (None, coordinates.get("group"))
+
+    def group(self, coordinates: dict[str, Any]) -> str | None:
+        return str(coordinates.get("group", 0))
 
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         try:
@@ -264,7 +299,8 @@ class KafkaSource(Source):
             )
 
     def describe(self, coordinates: dict[str, Any]) -> str:
-        return ", ".join(f"{t}[{p}]:{s}-{e}" for t, p, s, e in coordinates["ranges"])
+        ranges = ", ".join(f"{t}[{p}]:{s}-{e}" for t, p, s, e in coordinates["ranges"])
+        return f"group {coordinates.get('group', 0)}: {ranges}"
 
     def close(self) -> None:
         if self._consumer is not None:

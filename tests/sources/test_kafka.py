@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from headwater.errors import SourceError
 from headwater.pipeline import Pipeline
-from headwater.spec import load_spec
+from headwater.spec import load_spec, parse_overrides
 from tests.conftest import ztf_files
 from tests.test_kafka_broker import create_topic
 
@@ -58,7 +58,7 @@ def kafka_pipeline(kafka_bootstrap, tmp_path, write_spec):
     topic = create_topic(kafka_bootstrap, 3)
     group = f"g-{uuid.uuid4().hex[:6]}"
 
-    def make(batch: int) -> Pipeline:
+    def make(batch: int, overrides: str = "") -> Pipeline:
         spec = write_spec(
             SPEC.format(
                 lake=tmp_path / "lake",
@@ -68,7 +68,7 @@ def kafka_pipeline(kafka_bootstrap, tmp_path, write_spec):
                 batch=batch,
             )
         )
-        return Pipeline(load_spec(spec))
+        return Pipeline(load_spec(spec, parse_overrides(overrides.split() if overrides else [])))
 
     return make, topic, group
 
@@ -150,3 +150,30 @@ def test_a_missing_topic_is_a_clear_error(kafka_bootstrap, tmp_path, write_spec)
     with pytest.raises(SourceError, match=r"topics \['no-such-topic'\] do not exist"):
         pipeline.plan()
     pipeline.close()
+
+
+def test_partition_groups_cut_disjoint_batches_a_worker_runs_its_own(
+    kafka_pipeline, kafka_bootstrap
+):
+    make, topic, _group = kafka_pipeline
+    produce(kafka_bootstrap, topic, [f.read_bytes() for f in ztf_files()])
+    groups = "source.kafka.partition_groups=2"
+    planner = make(batch=100, overrides=groups)
+    batches = planner.plan()
+    by_group: dict[int, set[int]] = {}
+    for b in batches:
+        parts = {p for _t, p, _s, _e in b.coordinates["ranges"]}
+        assert parts == {
+            p for p in range(3) if planner.source.group_of(topic, p) == b.coordinates["group"]
+        }
+        by_group.setdefault(b.coordinates["group"], set()).update(parts)
+    assert sorted(by_group) == [0, 1]  # both groups got partitions
+    assert sum(b.records for b in batches) == 30
+    planner.close()
+    worker = make(batch=100, overrides=f"{groups} source.kafka.only_group=1")
+    mine = worker.pending()
+    assert mine == [b for b in batches if b.coordinates["group"] == 1]
+    for b in mine:
+        worker.run(b)
+    assert worker.pending() == [] and len(planner.pending()) == len(batches) - len(mine)
+    worker.close()
