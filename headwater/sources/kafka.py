@@ -91,7 +91,7 @@ class KafkaSource(Source):
         super().__init__(config, ctx)
         self._consumer: Consumer | None = None
         self.errors = ClientErrors()
-        self.group = ctx.kafka.group(config.group)
+        self.group_id = ctx.kafka.group(config.group)
 
     def _servers(self) -> str:
         return self.ctx.kafka.describe()
@@ -102,7 +102,7 @@ class KafkaSource(Source):
                 self.ctx.kafka.settings(
                     **self.config.client,
                     **{
-                        "group.id": self.group,
+                        "group.id": self.group_id,
                         "enable.auto.commit": False,
                         "enable.partition.eof": False,
                         # a batch never silently jumps past lost data
@@ -126,7 +126,7 @@ class KafkaSource(Source):
                 if not transient or time.monotonic() > deadline:
                     raise SourceError(
                         f"source {self.ctx.where}: {what} for group "
-                        f"{self.group} failed: {err.str()}",
+                        f"{self.group_id} failed: {err.str()}",
                         transient=transient,
                     ) from exc
                 time.sleep(0.5)

@@ -110,6 +110,7 @@ def test_stream_runs_batches_as_they_arrive_each_a_dagster_run(kafka_bootstrap, 
     runs = instance.get_runs()
     assert sorted(r.tags["headwater/batch_id"] for r in runs) == sorted(e.batch.id for e in entries)
     assert all(r.is_success for r in runs)
+    assert {r.tags["headwater/partition_group"] for r in runs} == {"live:0"}
 
 
 def test_sigterm_finishes_the_batch_in_hand_then_a_restart_resumes(kafka_bootstrap, live):
