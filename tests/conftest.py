@@ -46,6 +46,9 @@ def kafka_bootstrap():
     try:
         yield broker.bootstrap_servers
     finally:
+        from headwater.resources.project import close_pipelines
+
+        close_pipelines()
         gc.collect()  # destroy the tests' Kafka clients first: no reconnect noise after the stop
         broker.stop()
 

@@ -43,6 +43,12 @@ def get_pipeline(
     return pipeline
 
 
+def close_pipelines() -> None:
+    """Close every cached pipeline's clients (a process about to stop, or a test's broker)."""
+    while _PIPELINES:
+        _PIPELINES.popitem()[1].close()
+
+
 class HeadwaterProject(ConfigurableResource):
     """The headwater project: its root folder (relative spec paths resolve there) and the
     Kafka cluster its pipelines use."""

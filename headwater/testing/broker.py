@@ -210,7 +210,13 @@ class LocalBroker:
         props.write_text("\n".join(self._properties(controller)) + "\n")
         fmt = subprocess.run(
             self._java(
-                libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                # with '=': an id may start with '-', which would read as an option
+                f"--cluster-id={_cluster_id()}",
+                "-c",
+                str(props),
             ),
             capture_output=True,
             text=True,
