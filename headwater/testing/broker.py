@@ -113,13 +113,15 @@ class LocalBroker:
         log_level: str = "WARN",
         start_timeout: float = 90.0,
         sasl_users: dict[str, str] | None = None,
+        port: int = 0,
     ):
-        """``sasl_users`` (name: password) adds a SASL_PLAINTEXT listener with PLAIN auth."""
+        """``sasl_users`` (name: password) adds a SASL_PLAINTEXT listener with PLAIN auth;
+        ``port`` 0 picks a free one."""
         self.version = version
         self.log_level = log_level
         self.start_timeout = start_timeout
         self.sasl_users = sasl_users or {}
-        self.port = self.sasl_port = 0
+        self.port, self.sasl_port = port, 0
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -201,7 +203,7 @@ class LocalBroker:
 
     def _format(self, libs: Path) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="headwater-kafka-"))
-        self.port, controller = free_port(), free_port()
+        self.port, controller = self.port or free_port(), free_port()
         self.sasl_port = free_port() if self.sasl_users else 0
         (self.dir / "log4j2.properties").write_text(
             _LOG4J.format(log=self.dir / "broker.log", level=self.log_level)
