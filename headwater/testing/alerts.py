@@ -36,11 +36,19 @@ def _originals(files: list[Path]) -> list[tuple[bytes, bytes, object, dict]]:
 
 def distinct_alerts(files: list[Path], n: int, cutouts: bool = True) -> Iterator[bytes]:
     """``n`` alert messages cycling through ``files``; copy ``k`` gets a candid + k·10¹²."""
+    for _candid, message in distinct_alerts_with_candids(files, n, cutouts):
+        yield message
+
+
+def distinct_alerts_with_candids(
+    files: list[Path], n: int, cutouts: bool = True
+) -> Iterator[tuple[int, bytes]]:
+    """Like :func:`distinct_alerts`, each message with its candid."""
     templates = [_template(*original, cutouts) for original in _originals(files)]
     for i in range(n):
         schema_json, sync, parts, candid = templates[i % len(templates)]
-        new = write_long(candid + (i // len(templates)) * CANDID_STEP)
-        yield write_container(schema_json, [(1, new.join(parts))], sync)
+        new = candid + (i // len(templates)) * CANDID_STEP
+        yield new, write_container(schema_json, [(1, write_long(new).join(parts))], sync)
 
 
 def _template(schema_json: bytes, sync: bytes, schema, record: dict, cutouts: bool):
