@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,8 @@ kafka: {{bootstrap_servers: "{servers}"}}
 sensor: {{interval_seconds: 1, running: {running}, max_batches_per_tick: 50}}
 worker: {{max_wait_ms: {max_wait_ms}, poll_ms: 20}}
 source:
-  kafka: {{topics: [{topic}], group: {group}, max_records_per_batch: {batch}}}
+  kafka: {{topics: [{topic}], group: {group}, max_records_per_batch: {batch},
+          partition_groups: {groups}}}
 decode: {{avro: {{framing: container, cutouts: drop, required: [objectId, candid, candidate]}}}}
 streams:
   raw: {{sinks: [parquet, duckdb]}}
@@ -66,6 +68,7 @@ def project(servers: str, topic: str, args) -> Path:
             topic=topic,
             group=f"lat-{uuid.uuid4().hex[:6]}",
             batch=args.batch,
+            groups=args.groups,
             max_wait_ms=args.max_wait_ms,
             running="true" if args.mode == "sensor" else "false",
         )
@@ -131,6 +134,19 @@ def watch(lake: Path, seen: dict[int, float], stop: threading.Event) -> None:
         stop.wait(0.02)
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the worker or daemon and everything it started (its session), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=60)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["stream", "sensor"], default="stream")
@@ -138,6 +154,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--batch", type=int, default=5000, help="max_records_per_batch")
     parser.add_argument("--max-wait-ms", type=int, default=250)
+    parser.add_argument("--groups", type=int, default=2, help="partition_groups (sensor runs)")
     args = parser.parse_args()
 
     from headwater.testing.broker import LocalBroker
@@ -171,11 +188,7 @@ def main() -> None:
             stop.set()
             watcher.join()
         finally:
-            subprocess.run(["kill", "-TERM", f"-{proc.pid}"], check=False)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                subprocess.run(["kill", "-KILL", f"-{proc.pid}"], check=False)
+            stop_group(proc)
         report(args, sent, seen, produced, root)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,10 +121,14 @@ class Pipeline:
         """Cut the input not yet covered into batches and record them (before processing)."""
         return self.cut()[0]
 
-    def cut(self) -> tuple[list[Batch], list[Batch]]:
-        """Record new batches; return them and every pending batch, from one ledger scan."""
+    def cut(self, hold: Collection[str] = ()) -> tuple[list[Batch], list[Batch]]:
+        """Record new batches; return them and every pending batch, from one ledger scan.
+
+        Input of the source groups in ``hold`` is left for a later cut (see the sensor).
+        """
         planned, pending = self.peek()
-        new = self.record(planned)
+        group = self.source.group
+        new = self.record([p for p in planned if group(p[0]) not in hold])
         known = {b.id for b in pending}
         return new, pending + [b for b in new if b.id not in known]
 

@@ -10,9 +10,11 @@ batch once, and a tick that died between recording and requesting loses nothing.
 import json
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunConfig,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -61,6 +63,28 @@ def run_request(spec: LoadedSpec, batch: Batch, source) -> RunRequest:
     )
 
 
+def waiting_groups(context: SensorEvaluationContext, pipeline: str) -> set[str]:
+    """Partition groups with a run still waiting to start. Their new input waits for the next
+    tick, to be cut then as one larger batch: a group's runs go one at a time, so cutting
+    a batch per tick behind a queue would only add runs and their start-up cost."""
+    runs = context.instance.get_runs(
+        filters=RunsFilter(
+            statuses=[
+                DagsterRunStatus.QUEUED,
+                DagsterRunStatus.NOT_STARTED,
+                DagsterRunStatus.STARTING,
+            ],
+            tags={"headwater/pipeline": pipeline},
+        )
+    )
+    prefix = f"{pipeline}:"
+    return {
+        r.tags["headwater/partition_group"].removeprefix(prefix)
+        for r in runs
+        if "headwater/partition_group" in r.tags
+    }
+
+
 def build_batch_sensor(spec: LoadedSpec, job):
     s = spec.model.sensor
     spec_file = str(spec.file)
@@ -75,7 +99,7 @@ def build_batch_sensor(spec: LoadedSpec, job):
     def _sensor(context: SensorEvaluationContext, headwater: HeadwaterProject):
         pipeline = headwater.pipeline(spec_file)
         try:
-            new, pending = pipeline.cut()
+            new, pending = pipeline.cut(hold=waiting_groups(context, spec.name))
             pending = pending[: s.max_batches_per_tick]
         except HeadwaterError as exc:
             return SkipReason(f"cannot cut batches: {exc}")

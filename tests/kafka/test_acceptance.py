@@ -7,6 +7,7 @@ a broker that is down makes the sensor skip and a run fail with a retryable erro
 """
 
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
 from headwater.batch import LINEAGE_COLUMNS
 from headwater.definitions import build_definitions
@@ -254,7 +262,8 @@ def test_sensor_run_requests_carry_ranges_group_and_record(kafka_bootstrap, tmp_
             batch=100,
         ).replace("max_records_per_batch: 100", "max_records_per_batch: 100, partition_groups: 3")
     )
-    tick = sensor_tick(spec, tmp_path, "zt_batches")
+    instance = DagsterInstance.ephemeral()
+    tick = sensor_tick(spec, tmp_path, "zt_batches", instance)
     assert len(tick.run_requests) == 3  # one per partition, each its own group
     groups = {r.tags["headwater/partition_group"] for r in tick.run_requests}
     assert groups == {"zt:0", "zt:1", "zt:2"}
@@ -263,3 +272,18 @@ def test_sensor_run_requests_carry_ranges_group_and_record(kafka_bootstrap, tmp_
         [batch_id] = config["batch_ids"]
         assert f"{topic}[" in r.tags["headwater/coordinates"]
         assert batch_id in config["batches"] and '"ranges"' in config["batches"][batch_id]
+
+    # group 1's run has not started: its new input waits to be cut as one larger batch
+    held = next(r for r in tick.run_requests if r.tags["headwater/partition_group"] == "zt:1")
+    instance.add_run(
+        DagsterRun(job_name="zt_job", status=DagsterRunStatus.NOT_STARTED, tags=held.tags)
+    )
+    produce_files(ztf_files(), topic, kafka_bootstrap)
+    again = sensor_tick(spec, tmp_path, "zt_batches", instance)
+    new_groups = sorted(
+        json.loads(c["batches"][c["batch_ids"][0]])["coordinates"]["group"]
+        for c in (r.run_config["ops"]["zt__streams"]["config"] for r in again.run_requests)
+        if c["batch_ids"][0] not in {q.run_key for q in tick.run_requests}
+    )
+    assert new_groups == [0, 2]
+    instance.dispose()
