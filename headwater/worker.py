@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.pipeline import Pipeline
-from headwater.runner import BatchRunner, RunOutcome
+from headwater.runner import BatchRunner, RunOutcome, dagster_instance
 
 
 @dataclass
@@ -49,7 +49,9 @@ class StreamWorker:
         on_batch: Callable[[RunOutcome], None] | None = None,
     ):
         self.pipeline = pipeline
-        self.runner = BatchRunner(spec_file, pipeline, overrides, root)
+        self.runner = BatchRunner(
+            spec_file, pipeline, overrides, root, dagster_instance(root, capture_logs=False)
+        )
         self.max_wait = max_wait_ms / 1000
         self.poll = poll_ms / 1000
         self.idle_exit = idle_exit_seconds
