@@ -107,13 +107,16 @@ class StreamWorker:
             idle_since = looked
             waiting_since = waiting_since or looked
             cap = self.cap()
-            full = cap is not None and planned[0][1] >= cap
+            full = cap is not None and any(records >= cap for _, records in planned)
             if not full and looked - waiting_since < self.max_wait:
                 self.stop.wait(min(self.poll, self.max_wait - (looked - waiting_since)))
                 continue
-            [batch] = self.pipeline.record(planned[:1])
-            self._run(batch)
-            # what arrived while that batch ran has waited since we last looked
+            # every group's batch, in turn: taking only the first would starve the others
+            for batch in self.pipeline.record(planned):
+                if self._done():
+                    break  # recorded, so the next start runs it from the same offsets
+                self._run(batch)
+            # what arrived while those batches ran has waited since we last looked
             waiting_since = looked if not full else None
         return self.stats
 
