@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headwater.errors import HeadwaterError
 from headwater.pipeline import Pipeline
 from headwater.runner import BatchRunner, RunOutcome, dagster_instance
 
@@ -47,9 +48,11 @@ class StreamWorker:
         max_batches: int = 0,
         max_backoff_seconds: float = 30.0,
         on_batch: Callable[[RunOutcome], None] | None = None,
+        on_error: Callable[[HeadwaterError], None] | None = None,
+        runner: BatchRunner | None = None,
     ):
         self.pipeline = pipeline
-        self.runner = BatchRunner(
+        self.runner = runner or BatchRunner(
             spec_file, pipeline, overrides, root, dagster_instance(root, capture_logs=False)
         )
         self.max_wait = max_wait_ms / 1000
@@ -58,6 +61,7 @@ class StreamWorker:
         self.max_batches = max_batches
         self.max_backoff = max_backoff_seconds
         self.on_batch = on_batch
+        self.on_error = on_error
         self.stop = threading.Event()
         self.stats = WorkerStats()
 
@@ -95,9 +99,20 @@ class StreamWorker:
         self._run_pending()  # a previous worker's unfinished batches go first, as recorded
         waiting_since: float | None = None
         idle_since = time.monotonic()
+        delay = 1.0
         while not self._done():
             looked = time.monotonic()
-            planned, _pending = self.pipeline.peek()
+            try:
+                planned, _pending = self.pipeline.peek()
+            except HeadwaterError as exc:
+                if not exc.transient:
+                    raise
+                if self.on_error:  # the broker is away: wait for it, a little longer each time
+                    self.on_error(exc)
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            delay = 1.0
             if not planned:
                 waiting_since = None
                 if self.idle_exit and looked - idle_since > self.idle_exit:

@@ -57,6 +57,7 @@ def stream(
             idle_exit_seconds=idle_exit,
             max_batches=max_batches,
             on_batch=None if quiet else _report,
+            on_error=lambda exc: err.print(f"[yellow]waiting:[/] {exc}", highlight=False),
         )
         out.print(
             f"pipeline [bold]{p.name}[/]: streaming from its {p.spec.source.name} source "

@@ -1,0 +1,100 @@
+"""The stream worker's loop on a scripted pipeline: waits out a broker outage, cuts on time or
+size, stops on request. The real broker and Dagster runs are in tests/kafka/test_stream.py."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from headwater.batch import Batch
+from headwater.errors import HeadwaterError, SourceError
+from headwater.runner import RunOutcome
+from headwater.worker import StreamWorker
+
+
+class ScriptedPipeline:
+    """peek() answers from a script: an exception to raise, or the planned batches."""
+
+    def __init__(self, script, cap=10):
+        self.script = list(script)
+        self.source = SimpleNamespace(config=SimpleNamespace(max_records_per_batch=cap))
+        self.recorded: list[Batch] = []
+
+    def pending(self):
+        return []
+
+    def peek(self):
+        step = self.script.pop(0) if self.script else []
+        if isinstance(step, Exception):
+            raise step
+        return step, []
+
+    def record(self, planned):
+        batches = [
+            Batch("p", f"b{len(self.recorded) + i}", "w", "kafka", c, "now", n)
+            for i, (c, n) in enumerate(planned)
+        ]
+        self.recorded += batches
+        return batches
+
+
+class Runner:
+    def __init__(self):
+        self.ran: list[str] = []
+
+    def run(self, batch):
+        self.ran.append(batch.id)
+        return RunOutcome(batch, True, "run", {})
+
+
+def worker(pipeline, **kw) -> tuple[StreamWorker, Runner, list]:
+    runner, errors = Runner(), []
+    w = StreamWorker(
+        Path("x.yaml"),
+        pipeline,
+        [],
+        Path("."),
+        max_wait_ms=kw.pop("max_wait_ms", 0),
+        poll_ms=1,
+        idle_exit_seconds=kw.pop("idle_exit", 0.05),
+        max_backoff_seconds=0.01,
+        on_error=errors.append,
+        runner=runner,
+        **kw,
+    )
+    return w, runner, errors
+
+
+def test_a_broker_outage_is_waited_out_then_batches_resume():
+    down = SourceError("cannot reach Kafka", transient=True)
+    pipeline = ScriptedPipeline([down, down, [({"ranges": [1]}, 3)]])
+    w, runner, errors = worker(pipeline)
+    stats = w.run()
+    assert errors == [down, down]
+    assert runner.ran == ["b0"] and stats.batches == 1 and stats.records == 3
+
+
+def test_a_permanent_error_stops_the_worker():
+    gone = SourceError("topics ['t'] do not exist")
+    w, _runner, _errors = worker(ScriptedPipeline([gone]))
+    with pytest.raises(HeadwaterError, match="do not exist"):
+        w.run()
+
+
+def test_every_groups_batch_is_run_when_a_cut_is_made():
+    two_groups = [({"group": 0}, 4), ({"group": 1}, 2)]
+    w, runner, _ = worker(ScriptedPipeline([two_groups]))
+    w.run()
+    assert runner.ran == ["b0", "b1"]
+
+
+def test_a_partial_batch_waits_for_max_wait_a_full_one_does_not():
+    partial = [({"r": 1}, 3)]
+    # max_wait 10 s: a partial batch seen once, then nothing more arrives -> never cut
+    w, runner, _ = worker(ScriptedPipeline([partial]), max_wait_ms=10_000)
+    w.run()
+    assert runner.ran == []
+    full = [({"r": 1}, 10)]
+    w, runner, _ = worker(ScriptedPipeline([full]), max_wait_ms=10_000)
+    w.run()
+    assert runner.ran == ["b0"]
