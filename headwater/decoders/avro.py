@@ -17,7 +17,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from headwater.batch import RawBatch
-from headwater.decoders import avro_fast, avro_wire
+from headwater.decoders import avro_fast, avro_pool, avro_wire
 from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
 from headwater.decoders.schemas import (
@@ -67,6 +67,8 @@ class AvroConfig(DecoderConfig):
 
 #: Records converted to Arrow at a time: bounds the Python objects alive during a batch.
 CHUNK_ROWS = 512
+#: Messages below which a group is not split further between the compiled reader's workers.
+MIN_PART = 256
 
 
 class _Writer:
@@ -169,16 +171,10 @@ class AvroDecoder(Decoder):
         tables: list[pa.Table] = []
         rows: list[np.ndarray] = []
         stats = {"compiled_groups": 0, "fallback_groups": 0}
-        for key, members in groups.items():
-            if self.config.engine == "compiled":
-                try:
-                    tables.append(self._compiled(key, members, schema))
-                    counts = [sum(c for c, _ in blocks) for _, blocks in members]
-                    rows.append(np.repeat([i for i, _ in members], counts))
-                    stats["compiled_groups"] += 1
-                    continue
-                except Exception:  # the fallback reads it, and names any bad message
-                    stats["fallback_groups"] += 1
+        slow = list(groups.items())
+        if self.config.engine == "compiled" and groups:
+            slow = self._decode_compiled(groups, schema, tables, rows, stats)
+        for key, members in slow:
             table, row_message = self._per_message(key, members, schema, refuse)
             tables.append(table)
             rows.append(row_message)
@@ -191,13 +187,36 @@ class AvroDecoder(Decoder):
         decoded.stats = stats
         return decoded
 
-    def _compiled(self, key: Any, members: list, schema: pa.Schema) -> pa.Table:
-        writer = self._writers[key]
-        columns = [f.name for f in writer.arrow if f.name in schema.names]
-        bodies = [data for _, blocks in members for _, data in blocks]
-        count = sum(c for _, blocks in members for c, _ in blocks)
-        table = avro_fast.decode_group(writer.compiled(), bodies, count, columns)
-        return avro_fast.conform(table, schema)
+    def _decode_compiled(self, groups: dict, schema: pa.Schema, tables, rows, stats) -> list:
+        """Decode every group in the compiled reader's processes, large groups split so that
+        all of them work; return the ``(key, members)`` parts that must be read slowly."""
+        workers = avro_pool.pool()
+        parts: list[tuple[Any, list]] = []
+        for key, members in groups.items():
+            size = max(MIN_PART, -(-len(members) // workers.size))
+            parts += [(key, members[k : k + size]) for k in range(0, len(members), size)]
+        jobs = []
+        for key, members in parts:
+            writer = self._writers[key]
+            jobs.append(
+                avro_pool.Job(
+                    writer.compiled(),
+                    [data for _, blocks in members for _, data in blocks],
+                    sum(c for _, blocks in members for c, _ in blocks),
+                    [f.name for f in writer.arrow if f.name in schema.names],
+                )
+            )
+        slow = []
+        for (key, members), result in zip(parts, workers.decode(jobs), strict=True):
+            if isinstance(result, Exception):
+                stats["fallback_groups"] += 1  # fastavro reads it, and names any bad message
+                slow.append((key, members))
+                continue
+            tables.append(avro_fast.conform(result, schema))
+            counts = [sum(c for c, _ in blocks) for _, blocks in members]
+            rows.append(np.repeat([i for i, _ in members], counts))
+            stats["compiled_groups"] += 1
+        return slow
 
     def _per_message(
         self, key: Any, members: list, schema: pa.Schema, refuse

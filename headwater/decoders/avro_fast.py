@@ -9,7 +9,6 @@ schemas), so it equals, cell by cell, what the per-message fastavro path gives.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from typing import Any
@@ -36,20 +35,6 @@ def _plain(s: Any) -> Any:
     if isinstance(s, list):
         return [_plain(v) for v in s]
     return s
-
-
-def decode_group(schema: bytes, bodies: list[bytes], count: int, columns: list[str]) -> pa.Table:
-    """Decode ``count`` records, the concatenation of ``bodies``, keeping ``columns``."""
-    from polars_avro._avro_rs import AvroSource  # the compiled reader, imported when used
-
-    container = avro_wire.write_container(schema, [(count, b"".join(bodies))], _SYNC)
-    source = AvroSource([lambda: io.BytesIO(container)], False, False)
-    batches = [pa.record_batch(b) for b in source.batch_iter(READ_BATCH_ROWS, columns)]
-    table = pa.Table.from_batches(batches) if batches else None
-    if table is None or table.num_rows != count:
-        got = 0 if table is None else table.num_rows
-        raise ValueError(f"the compiled reader returned {got} rows for {count} records")
-    return table
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
