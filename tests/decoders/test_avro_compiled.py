@@ -101,3 +101,14 @@ def test_named_type_references_are_inlined_under_new_names():
     assert all(isinstance(k, dict) and k["type"] == "record" for k in kinds)
     assert len({k["name"] for k in kinds}) == 3  # one definition per name in a schema
     fastavro.parse_schema(out)  # a valid schema
+
+
+def test_the_batch_summary_counts_compiled_and_fallback_groups(ztf_spec, tmp_path):
+    from headwater.pipeline import Pipeline
+    from headwater.spec import load_spec
+
+    pipeline = Pipeline(load_spec(ztf_spec(batch=30), base_dir=tmp_path))
+    [batch] = pipeline.plan()
+    summary = pipeline.run(batch).summary()
+    assert summary["decode"]["compiled_groups"] >= 4
+    assert summary["decode"]["fallback_groups"] == 0
