@@ -58,6 +58,7 @@ class BatchReport:
     seconds: float = 0.0
     streams: dict[str, StreamReport] = field(default_factory=dict)
     quarantine_path: str | None = None
+    decode_stats: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class BatchReport:
             "quarantined": self.quarantined,
             "decode_seconds": round(self.decode_seconds, 6),
             "seconds": round(self.seconds, 6),
+            "decode": self.decode_stats,
             "streams": {
                 s.stream: {
                     "rows_in": s.rows_in,
@@ -180,6 +182,7 @@ class Pipeline:
         decoded = self.decoder.decode(raw)
         quarantine.add("decode", None, decoded.rejects)
         report.decoded = decoded.table.num_rows
+        report.decode_stats = dict(decoded.stats)
         report.decode_seconds = time.perf_counter() - started
         outputs = self._process(decoded.table, quarantine, report)
         report.quarantine_path = self._write_quarantine(batch, quarantine)

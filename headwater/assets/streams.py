@@ -183,6 +183,9 @@ def materializations(spec: LoadedSpec, reports: list[BatchReport]):
         metadata={
             **_batch_meta(reports),
             "rows_quarantined": sum(r.quarantined for r in reports),
+            "decode_fallback_groups": sum(
+                r.decode_stats.get("fallback_groups", 0) for r in reports
+            ),
             "paths": MetadataValue.json(q_paths),
         },
     )

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from headwater.batch import RawBatch
-from headwater.decoders import avro_wire
+from headwater.decoders import avro_fast, avro_pool, avro_wire
 from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
 from headwater.decoders.schemas import (
@@ -48,6 +48,11 @@ class AvroConfig(DecoderConfig):
     cutouts: Literal["keep", "drop"] = Field(
         default="keep", description="drop leaves out every top-level field named cutout*."
     )
+    engine: Literal["compiled", "fastavro"] = Field(
+        default="compiled",
+        description="compiled: each writer schema's messages decoded at once by a compiled "
+        "reader (falls back to fastavro for a group it cannot read); fastavro: per message.",
+    )
 
     @model_validator(mode="after")
     def _framing_needs(self) -> AvroConfig:
@@ -62,16 +67,25 @@ class AvroConfig(DecoderConfig):
 
 #: Records converted to Arrow at a time: bounds the Python objects alive during a batch.
 CHUNK_ROWS = 512
+#: Messages below which a group is not split further between the compiled reader's workers.
+MIN_PART = 256
 
 
 class _Writer:
-    """A parsed writer schema and its Arrow schema."""
+    """A parsed writer schema, its Arrow schema, and its form for the compiled reader."""
 
-    __slots__ = ("arrow", "parsed")
+    __slots__ = ("_compiled", "arrow", "parsed", "source")
 
     def __init__(self, parsed: Any, source_json: Any):
         self.parsed = parsed
+        self.source = source_json
         self.arrow = avro_to_arrow(source_json)
+        self._compiled: bytes | None = None
+
+    def compiled(self) -> bytes:
+        if self._compiled is None:
+            self._compiled = avro_fast.reader_schema(self.source)
+        return self._compiled
 
 
 class AvroDecoder(Decoder):
@@ -151,12 +165,68 @@ class AvroDecoder(Decoder):
             except Exception as exc:
                 refuse(i, exc)
         schema = self._output_schema(list(dict.fromkeys(key for _, key, _ in framed)))
-        # pass 2: records, converted to Arrow in chunks so few Python dicts live at once
+        groups: dict[Any, list[tuple[int, list[tuple[int, bytes]]]]] = {}
+        for i, key, blocks in framed:
+            groups.setdefault(key, []).append((i, blocks))
+        tables: list[pa.Table] = []
+        rows: list[np.ndarray] = []
+        stats = {"compiled_groups": 0, "fallback_groups": 0}
+        slow = list(groups.items())
+        if self.config.engine == "compiled" and groups:
+            slow = self._decode_compiled(groups, schema, tables, rows, stats)
+        for key, members in slow:
+            table, row_message = self._per_message(key, members, schema, refuse)
+            tables.append(table)
+            rows.append(row_message)
+        row_message = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        table = pa.concat_tables(tables) if tables else _to_table([], schema)
+        order = np.argsort(row_message, kind="stable")  # rows in message order, as read
+        decoded = self.finish(
+            table.take(pa.array(order)), row_message[order], raw, [refused.table()]
+        )
+        decoded.stats = stats
+        return decoded
+
+    def _decode_compiled(self, groups: dict, schema: pa.Schema, tables, rows, stats) -> list:
+        """Decode every group in the compiled reader's processes, large groups split so that
+        all of them work; return the ``(key, members)`` parts that must be read slowly."""
+        workers = avro_pool.pool()
+        parts: list[tuple[Any, list]] = []
+        for key, members in groups.items():
+            size = max(MIN_PART, -(-len(members) // workers.size))
+            parts += [(key, members[k : k + size]) for k in range(0, len(members), size)]
+        jobs = []
+        for key, members in parts:
+            writer = self._writers[key]
+            jobs.append(
+                avro_pool.Job(
+                    writer.compiled(),
+                    [data for _, blocks in members for _, data in blocks],
+                    sum(c for _, blocks in members for c, _ in blocks),
+                    [f.name for f in writer.arrow if f.name in schema.names],
+                )
+            )
+        slow = []
+        for (key, members), result in zip(parts, workers.decode(jobs), strict=True):
+            if isinstance(result, Exception):
+                stats["fallback_groups"] += 1  # fastavro reads it, and names any bad message
+                slow.append((key, members))
+                continue
+            tables.append(avro_fast.conform(result, schema))
+            counts = [sum(c for c, _ in blocks) for _, blocks in members]
+            rows.append(np.repeat([i for i, _ in members], counts))
+            stats["compiled_groups"] += 1
+        return slow
+
+    def _per_message(
+        self, key: Any, members: list, schema: pa.Schema, refuse
+    ) -> tuple[pa.Table, np.ndarray]:
+        """fastavro, message by message, in chunks so few Python dicts live at once."""
+        parsed = self._writers[key].parsed
         chunks: list[pa.Table] = []
         records: list[dict] = []
         row_message: list[int] = []
-        for i, key, blocks in framed:
-            parsed = self._writers[key].parsed
+        for i, blocks in members:
             try:
                 recs = [r for count, data in blocks for r in _read_body(data, parsed, count)]
             except Exception as exc:
@@ -168,8 +238,7 @@ class AvroDecoder(Decoder):
                 chunks.append(_to_table(records, schema))
                 records = []
         chunks.append(_to_table(records, schema))
-        table = pa.concat_tables(chunks)
-        return self.finish(table, np.asarray(row_message, dtype=np.int64), raw, [refused.table()])
+        return pa.concat_tables(chunks), np.asarray(row_message, dtype=np.int64)
 
     def _output_schema(self, keys: list[Any]) -> pa.Schema:
         if not keys:

@@ -7,7 +7,7 @@ refused (quarantined) with its reason; the rest of the batch goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,7 @@ class Decoded:
 
     table: pa.Table
     rejects: pa.Table
+    stats: dict[str, int] = field(default_factory=dict)  # e.g. compiled and fallback groups
 
 
 class Decoder(Component):
