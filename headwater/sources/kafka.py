@@ -100,6 +100,9 @@ class KafkaSource(Source):
         if self._consumer is None:
             self._consumer = Consumer(
                 self.ctx.kafka.settings(
+                    # alerts are ~70 KB: librdkafka's 1 MB per partition per fetch would make
+                    # a 5,000-alert batch hundreds of round trips
+                    **{"max.partition.fetch.bytes": 16 * 1024 * 1024},
                     **self.config.client,
                     **{
                         "group.id": self.group_id,
