@@ -1,26 +1,18 @@
-"""Whole-group Avro decoding with a compiled columnar reader (polars-avro's Rust core).
+"""The two ends of compiled Avro decoding (the reading itself is in :mod:`avro_pool`).
 
-The messages of one writer schema are re-framed into a single Avro object container in
-memory — one header, every message's record bodies concatenated into one block — and the
-container is decoded straight to Arrow record batches, without a Python object per record.
-The resulting table is then conformed to the batch's output schema (the union of its writer
+Before: the writer schema as the compiled reader takes it (plain JSON, named types inlined).
+After: the reader's table conformed to the batch's output schema (the union of its writer
 schemas), so it equals, cell by cell, what the per-message fastavro path gives.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pyarrow as pa
 
-from headwater.decoders import avro_wire
 from headwater.decoders.avro_inline import inline_named_types
-
-#: Rows per Arrow record batch coming out of the reader.
-READ_BATCH_ROWS = 8192
-_SYNC = os.urandom(avro_wire.SYNC_SIZE)
 
 
 def reader_schema(source_json: Any) -> bytes:

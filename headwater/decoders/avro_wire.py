@@ -132,28 +132,28 @@ def _decompress(codec: str, data: memoryview) -> bytes | memoryview:
     )
 
 
-def container_parts(schema_json: bytes, count: int, bodies: list, sync: bytes) -> list:
-    """An uncompressed object container holding ``count`` records, the concatenation of
-    ``bodies``, in one block, as a list of buffers: written or joined without copying the
-    bodies more than once."""
+def _header(schema_json: bytes, sync: bytes) -> bytearray:
+    """An uncompressed object container's header: magic, schema and codec, sync marker."""
     header = bytearray(CONTAINER_MAGIC)
     header += write_long(2)
     for key, value in ((b"avro.schema", schema_json), (b"avro.codec", b"null")):
         header += write_long(len(key)) + key + write_long(len(value)) + value
     header += write_long(0) + sync
+    return header
+
+
+def container_parts(schema_json: bytes, count: int, bodies: list, sync: bytes) -> list:
+    """An uncompressed object container holding ``count`` records, the concatenation of
+    ``bodies``, in one block, as a list of buffers: written or joined without copying the
+    bodies more than once."""
+    header = _header(schema_json, sync)
     header += write_long(count) + write_long(sum(len(b) for b in bodies))
     return [bytes(header), *bodies, sync]
 
 
 def write_container(schema_json: bytes, blocks: list[tuple[int, bytes]], sync: bytes) -> bytes:
     """Frame already-encoded record blocks as an uncompressed object container."""
-    if len(blocks) == 1:
-        return b"".join(container_parts(schema_json, blocks[0][0], [blocks[0][1]], sync))
-    out = bytearray(CONTAINER_MAGIC)
-    out += write_long(2)
-    for key, value in ((b"avro.schema", schema_json), (b"avro.codec", b"null")):
-        out += write_long(len(key)) + key + write_long(len(value)) + value
-    out += write_long(0) + sync
+    out = _header(schema_json, sync)
     for count, data in blocks:
         out += write_long(count) + write_long(len(data)) + data + sync
     return bytes(out)
