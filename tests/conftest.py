@@ -69,6 +69,22 @@ def ctx(tmp_path: Path) -> Context:
     return Context("test", "test", REPO, Lake(tmp_path / "lake"))
 
 
+def headwater_process(root: Path, *args: str) -> subprocess.Popen:
+    """``headwater ARGS`` in the project ``root`` (its own instance), in a session of its own
+    so that :func:`stop_group` can stop it and all it starts; stdout and stderr piped."""
+    env = {**os.environ, "HEADWATER_HOME": str(root), "PYTHONPATH": str(REPO)}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "headwater", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     """Stop a process started with ``start_new_session`` and everything it spawned, by PID."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

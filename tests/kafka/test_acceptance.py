@@ -10,8 +10,6 @@ import gc
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from contextlib import nullcontext
@@ -38,7 +36,7 @@ from headwater.resources import HeadwaterProject, KafkaResource
 from headwater.resources.project import close_pipelines, get_pipeline
 from headwater.spec import load_spec
 from headwater.testing.alerts import distinct_alerts, write_alerts
-from tests.conftest import REPO, stop_group, ztf_files
+from tests.conftest import headwater_process, stop_group, ztf_files
 from tests.sources.test_kafka import committed
 from tests.test_kafka_broker import create_topic
 
@@ -145,20 +143,6 @@ def test_ten_thousand_alerts_via_sensor_and_runs_equal_the_file_run(
     assert sum(committed(kafka_bootstrap, topic, topic, 3)) == N_ALERTS
 
 
-def headwater(root: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "HEADWATER_HOME": str(root), "PYTHONPATH": str(REPO)}
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "headwater", *args],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_a_run_killed_mid_batch_then_run_again_loses_and_repeats_nothing(
     kafka_bootstrap, many_alerts, tmp_path, write_spec
 ):
@@ -177,7 +161,7 @@ def test_a_run_killed_mid_batch_then_run_again_loses_and_repeats_nothing(
             batch=200,
         )
     )
-    proc = headwater(tmp_path, "run", str(spec))
+    proc = headwater_process(tmp_path, "run", str(spec))
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -190,7 +174,7 @@ def test_a_run_killed_mid_batch_then_run_again_loses_and_repeats_nothing(
     assert not (tmp_path / "lake" / "zk" / "raw").exists()  # nothing durable yet
     assert committed(kafka_bootstrap, topic, topic, 3) == [-1001] * 3
 
-    again = headwater(tmp_path, "run", str(spec), "--set", "streams.raw.processors=[]")
+    again = headwater_process(tmp_path, "run", str(spec), "--set", "streams.raw.processors=[]")
     try:
         output, _ = again.communicate(timeout=300)
     finally:

@@ -1,10 +1,8 @@
 """``headwater stream`` against the real broker: batches as input arrives, every batch a Dagster
 run, SIGTERM finishes the batch in hand, a restart resumes from the committed offsets."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
@@ -15,7 +13,7 @@ from headwater.ledger import DONE
 from headwater.produce import produce_files
 from headwater.resources.project import get_pipeline
 from headwater.runner import dagster_instance
-from tests.conftest import REPO, stop_group, ztf_files
+from tests.conftest import headwater_process, stop_group, ztf_files
 from tests.sources.test_kafka import committed
 from tests.test_kafka_broker import create_topic
 
@@ -57,17 +55,7 @@ def live(kafka_bootstrap, tmp_path, write_spec):
 
 
 def start_stream(root, spec, *args) -> subprocess.Popen:
-    env = {**os.environ, "HEADWATER_HOME": str(root), "PYTHONPATH": str(REPO)}
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "headwater", "stream", str(spec), *args],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return headwater_process(root, "stream", str(spec), *args)
 
 
 def candids(root) -> list[int]:
