@@ -78,3 +78,20 @@ def test_confluent_framing_round_trips_and_diagnoses():
         avro_wire.split_confluent(ztf_files()[0].read_bytes())
     with pytest.raises(DecodeError, match="3 bytes, expected at least 5"):
         avro_wire.split_confluent(b"\x00\x00\x01")
+
+
+def test_container_parser_remembers_headers_and_still_checks_every_message():
+    files = ztf_files()
+    first, other = files[0].read_bytes(), files[-1].read_bytes()
+    parser = avro_wire.ContainerParser()
+    a = parser.parse(first)
+    b = parser.parse(first)  # the known header: same schema object, same blocks
+    assert b.schema is a.schema
+    assert [bytes(d) for _, d in b.blocks] == [bytes(d) for _, d in a.blocks]
+    assert b.header_size == a.header_size == avro_wire.parse_container(first).header_size
+    c = parser.parse(other)  # another writer: parsed in full
+    assert c.schema == avro_wire.parse_container(other).schema != a.schema
+    with pytest.raises(DecodeError, match="sync marker mismatch"):
+        parser.parse(first[:-1] + b"\x00")  # known header, corrupt tail: still refused
+    with pytest.raises(DecodeError, match="truncated"):
+        parser.parse(first[: a.header_size + 3])

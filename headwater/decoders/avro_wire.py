@@ -58,6 +58,7 @@ class Container:
     codec: str
     sync: bytes
     blocks: list[tuple[int, bytes | memoryview]]  # uncompressed blocks are views, not copies
+    header_size: int = 0  # bytes before the first block
 
     @property
     def count(self) -> int:
@@ -104,19 +105,53 @@ def parse_container(data: bytes) -> Container:
     sync = bytes(buf[pos : pos + SYNC_SIZE])
     if len(sync) != SYNC_SIZE:
         raise DecodeError(f"truncated Avro container: no 16-byte sync marker at byte {pos}")
+    return _read_blocks(buf, pos, bytes(meta["avro.schema"]), codec)
+
+
+def _read_blocks(buf: memoryview, pos: int, schema: bytes, codec: str) -> Container:
+    """The blocks after a header whose sync marker starts at ``pos``."""
+    sync = bytes(buf[pos : pos + SYNC_SIZE])
     pos += SYNC_SIZE
+    header_size = pos
     blocks = []
     while pos < len(buf):
         count, pos = read_long(buf, pos)
         data, pos = _read_bytes(buf, pos, "data block")
-        if buf[pos : pos + SYNC_SIZE] != sync:
+        if bytes(buf[pos : pos + SYNC_SIZE]) != sync:
             raise DecodeError(
                 f"Avro container sync marker mismatch after the block ending at byte {pos}: "
                 "the file is truncated or corrupt"
             )
         pos += SYNC_SIZE
         blocks.append((count, _decompress(codec, data)))
-    return Container(schema=bytes(meta["avro.schema"]), codec=codec, sync=sync, blocks=blocks)
+    return Container(schema, codec, sync, blocks, header_size)
+
+
+class ContainerParser:
+    """Parses containers, remembering the headers it has seen.
+
+    A ZTF message repeats its producer's header (~23 KB of schema) byte for byte: a message
+    starting with a known header skips parsing it, and its schema is the very same ``bytes``
+    object as before, so looking it up again costs no hashing.
+    """
+
+    MAX_KNOWN = 64
+
+    def __init__(self) -> None:
+        self._known: list[tuple[bytes, bytes, str]] = []  # header before sync, schema, codec
+
+    def parse(self, data: bytes | memoryview) -> Container:
+        buf = memoryview(data)
+        for k, (head, schema, codec) in enumerate(self._known):
+            if len(buf) > len(head) + SYNC_SIZE and bytes(buf[: len(head)]) == head:
+                if k:  # the most recent writer first: a stream rarely changes it
+                    self._known.insert(0, self._known.pop(k))
+                return _read_blocks(buf, len(head), schema, codec)
+        container = parse_container(buf)
+        head = bytes(buf[: container.header_size - SYNC_SIZE])
+        self._known.insert(0, (head, container.schema, container.codec))
+        del self._known[self.MAX_KNOWN :]
+        return container
 
 
 def _decompress(codec: str, data: memoryview) -> bytes | memoryview:
