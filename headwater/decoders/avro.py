@@ -2,7 +2,11 @@
 
 Each distinct writer schema is parsed once per process and cached by its bytes (ZTF
 carries its ~23 KB schema in every message). Messages are grouped by writer schema; the
-output is one table whose schema is the union of the batch's writer schemas.
+output is one table whose schema is the union of the batch's writer schemas. Its rows come
+group by group (writers in the order first seen), in message order within each: a batch with
+one writer, the usual case, keeps message order. Putting a mixed batch back in message order
+cost as much as decoding it (a copy of every nested column), and the lineage columns
+``_source`` / ``_offset`` say where each row came from.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from headwater.batch import RawBatch
+from headwater.batch import RawBatch, binary_views
 from headwater.decoders import avro_fast, avro_pool, avro_wire
 from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
@@ -94,6 +98,7 @@ class AvroDecoder(Decoder):
     def __init__(self, config: AvroConfig, ctx):
         super().__init__(config, ctx)
         self._writers: dict[Any, _Writer] = {}
+        self._containers = avro_wire.ContainerParser()
         self._by_id: Any = None
         if config.framing == "schemaless":
             path = ctx.path(config.schema_file)
@@ -122,7 +127,7 @@ class AvroDecoder(Decoder):
         """A message's writer key and its ``(record count, body)`` blocks (schema loaded)."""
         framing = self.config.framing
         if framing == "container":
-            c = avro_wire.parse_container(value)
+            c = self._containers.parse(value)
 
             def load():
                 try:
@@ -147,13 +152,15 @@ class AvroDecoder(Decoder):
     # -- the batch ------------------------------------------------------------------------
 
     def decode(self, raw: RawBatch) -> Decoded:
-        values = raw.messages["value"].to_pylist()
-        sources = raw.messages["_source"].to_pylist()
-        offsets = raw.messages["_offset"].to_pylist()
+        values = binary_views(raw.messages["value"])  # views of the batch's bytes, no copies
+        sources = raw.messages["_source"]
+        offsets = raw.messages["_offset"]
         refused = Refused()
 
         def refuse(i: int, exc: Exception) -> None:
-            refused.add(sources[i], offsets[i], _reason(exc), values[i])
+            value = values[i]
+            raw_bytes = None if value is None else bytes(value)
+            refused.add(sources[i].as_py(), offsets[i].as_py(), _reason(exc), raw_bytes)
 
         # pass 1, cheap: framing and writer schemas, so the output schema is known up front
         framed: list[tuple[int, Any, list[tuple[int, bytes]]]] = []
@@ -168,28 +175,25 @@ class AvroDecoder(Decoder):
         groups: dict[Any, list[tuple[int, list[tuple[int, bytes]]]]] = {}
         for i, key, blocks in framed:
             groups.setdefault(key, []).append((i, blocks))
-        tables: list[pa.Table] = []
-        rows: list[np.ndarray] = []
         stats = {"compiled_groups": 0, "fallback_groups": 0}
-        slow = list(groups.items())
+        parts = [(key, members) for key, members in groups.items()]
+        done: list[tuple[pa.Table, np.ndarray] | None] = [None] * len(parts)
         if self.config.engine == "compiled" and groups:
-            slow = self._decode_compiled(groups, schema, tables, rows, stats)
-        for key, members in slow:
-            table, row_message = self._per_message(key, members, schema, refuse)
-            tables.append(table)
-            rows.append(row_message)
-        row_message = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+            parts, done = self._decode_compiled(groups, schema, stats)
+        for k, (key, members) in enumerate(parts):
+            if done[k] is None:  # fastavro, which also names any bad message
+                done[k] = self._per_message(key, members, schema, refuse)
+        tables = [table for table, _ in done]
+        row_message = np.concatenate([r for _, r in done]) if done else np.zeros(0, np.int64)
         table = pa.concat_tables(tables) if tables else _to_table([], schema)
-        order = np.argsort(row_message, kind="stable")  # rows in message order, as read
-        decoded = self.finish(
-            table.take(pa.array(order)), row_message[order], raw, [refused.table()]
-        )
+        decoded = self.finish(table, row_message, raw, [refused.table()])
         decoded.stats = stats
         return decoded
 
-    def _decode_compiled(self, groups: dict, schema: pa.Schema, tables, rows, stats) -> list:
+    def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict) -> tuple:
         """Decode every group in the compiled reader's processes, large groups split so that
-        all of them work; return the ``(key, members)`` parts that must be read slowly."""
+        all of them work. Returns the parts and, for each, its table and row-to-message
+        indices, or None where the compiled reader failed and fastavro must read it."""
         workers = avro_pool.pool()
         parts: list[tuple[Any, list]] = []
         for key, members in groups.items():
@@ -206,17 +210,17 @@ class AvroDecoder(Decoder):
                     [f.name for f in writer.arrow if f.name in schema.names],
                 )
             )
-        slow = []
-        for (key, members), result in zip(parts, workers.decode(jobs), strict=True):
+        done: list[tuple[pa.Table, np.ndarray] | None] = []
+        for (_, members), result in zip(parts, workers.decode(jobs), strict=True):
             if isinstance(result, Exception):
-                stats["fallback_groups"] += 1  # fastavro reads it, and names any bad message
-                slow.append((key, members))
+                stats["fallback_groups"] += 1
+                done.append(None)
                 continue
-            tables.append(avro_fast.conform(result, schema))
             counts = [sum(c for c, _ in blocks) for _, blocks in members]
-            rows.append(np.repeat([i for i, _ in members], counts))
+            rows = np.repeat(np.asarray([i for i, _ in members], np.int64), counts)
+            done.append((avro_fast.conform(result, schema), rows))
             stats["compiled_groups"] += 1
-        return slow
+        return parts, done
 
     def _per_message(
         self, key: Any, members: list, schema: pa.Schema, refuse

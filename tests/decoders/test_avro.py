@@ -43,10 +43,19 @@ def test_batch_mixing_ztf_schema_versions_gets_the_union_schema(ctx):
     assert pa.types.is_list(table.schema.field("prv_candidates").type)
 
 
+def indexed(files) -> RawBatch:
+    """The files as one batch, each message's offset its index in ``files``."""
+    return RawBatch(
+        raw_table(["f"] * len(files), list(range(len(files))), [f.read_bytes() for f in files])
+    )
+
+
 def test_decoded_cells_equal_fastavro_records(ctx):
     files = ztf_files()
-    table = decoder(ctx).decode(raw_from_files(files)).table
-    for row, expected in zip(table.to_pylist(), fastavro_records(files), strict=True):
+    table = decoder(ctx).decode(indexed(files)).table
+    assert sorted(table["_offset"].to_pylist()) == list(range(len(files)))
+    for row in table.to_pylist():
+        expected = fastavro_records([files[row["_offset"]]])[0]
         for key, value in expected.items():
             if isinstance(value, dict):  # a struct holds the union of versions' fields
                 assert {k: row[key][k] for k in value} == value, key
@@ -54,6 +63,15 @@ def test_decoded_cells_equal_fastavro_records(ctx):
                 assert [{k: r[k] for k in v} for r, v in zip(row[key], value, strict=True)] == value
             else:
                 assert row[key] == value, key
+
+
+def test_rows_come_by_writer_in_message_order_within_each(ctx):
+    files = ztf_files()
+    writers = [avro_wire.parse_container(f.read_bytes()).schema for f in files]
+    table = decoder(ctx).decode(indexed(files)).table
+    got = table["_offset"].to_pylist()
+    by_writer = [i for w in dict.fromkeys(writers) for i, x in enumerate(writers) if x == w]
+    assert len(set(writers)) > 1 and got == by_writer
 
 
 def test_lineage_columns_point_at_the_message(ctx):
