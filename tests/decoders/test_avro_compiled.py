@@ -2,6 +2,8 @@
 
 import io
 import json
+import os
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -112,3 +114,18 @@ def test_the_batch_summary_counts_compiled_and_fallback_groups(ztf_spec, tmp_pat
     summary = pipeline.run(batch).summary()
     assert summary["decode"]["compiled_groups"] >= 4
     assert summary["decode"]["fallback_groups"] == 0
+
+
+def test_workers_keep_freed_memory_and_the_parent_environment_is_untouched(monkeypatch):
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    workers = avro_pool.CompiledPool(workers=1)
+    try:
+        worker = workers._take()
+        environ = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+        for key, value in avro_pool.WORKER_ENV.items():
+            assert f"{key}={value}".encode() in environ
+        assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+        workers._give(worker)
+    finally:
+        workers.close()
+    assert not workers.folder.exists()  # the inboxes and outputs went with it
