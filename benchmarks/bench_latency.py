@@ -97,6 +97,17 @@ def start(root: Path, mode: str, servers: str) -> subprocess.Popen:
     )
 
 
+def sample(pid: int, seconds: float, out: str) -> subprocess.Popen:
+    """py-spy sampling ``pid`` and its children for ``seconds`` (needs ptrace rights)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds))]
+    return subprocess.Popen(
+        [*command, "--format", "raw", "--output", out, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def produce(servers: str, topic: str, rate: float, seconds: float, sent: dict[int, float]):
     from confluent_kafka import Producer
 
@@ -155,6 +166,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="max_records_per_batch")
     parser.add_argument("--max-wait-ms", type=int, default=250)
     parser.add_argument("--groups", type=int, default=2, help="partition_groups (sensor runs)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="sample the stream worker and its decoding workers with py-spy while the "
+        "producer runs, into FILE (collapsed stacks; see summarize_profile.py)",
+    )
     args = parser.parse_args()
 
     from headwater.testing.broker import LocalBroker
@@ -179,6 +196,7 @@ def main() -> None:
             stop = threading.Event()
             watcher = threading.Thread(target=watch, args=(root / "lake", seen, stop))
             watcher.start()
+            spy = sample(proc.pid, args.seconds, args.py_spy) if args.py_spy else None
             t0 = time.monotonic()
             produce(servers, topic, args.rate, args.seconds, sent)
             produced = time.monotonic() - t0
@@ -187,6 +205,8 @@ def main() -> None:
                 time.sleep(0.1)
             stop.set()
             watcher.join()
+            if spy is not None:
+                spy.wait()
         finally:
             stop_group(proc)
         report(args, sent, seen, produced, root)

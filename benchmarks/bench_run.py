@@ -1,0 +1,103 @@
+"""End to end: the bundled ZTF pipeline (``pipelines/ztf.yaml``) on a folder of alert files.
+
+``headwater run`` in a project of its own, as a user runs it: files read, decoded, both
+filters, Parquet and DuckDB sinks, each batch a Dagster run. The folder holds the repo's ZTF
+sample repeated to --alerts files (hard links: the bytes are read like any file's). Each case
+runs --repeats times on a fresh lake and instance; the median alerts/s (messages over the
+wall time of the whole command, start-up included) is printed with its ratio to the baseline
+measured in the same run, the same pipeline decoding with fastavro per message.
+
+    .venv/bin/python benchmarks/bench_run.py --alerts 50000 --repeats 3
+    .venv/bin/python benchmarks/bench_run.py --alerts 20000 --py-spy run.spy
+    .venv/bin/python benchmarks/summarize_profile.py run.spy
+
+--py-spy samples one run (cutouts kept) and its decoding workers with py-spy instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples" / "ztf" / "alerts"
+CASES = {
+    "fastavro per message (baseline)": ["decode.avro.engine=fastavro"],
+    "compiled, cutouts kept": [],
+    "compiled, cutouts dropped": ["decode.avro.cutouts=drop"],
+}
+
+
+def alert_folder(where: Path, n: int) -> Path:
+    folder = where / "alerts"
+    samples = sorted(SAMPLES.rglob("*.avro"))
+    for i in range(n):
+        sub = folder / f"{i // 1000:04d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        os.link(samples[i % len(samples)], sub / f"{i:07d}.avro")
+    return folder
+
+
+def run_once(folder: Path, sets: list[str], batch: int, profile: str | None) -> float:
+    project = Path(tempfile.mkdtemp(prefix="hw-bench-run-"))
+    try:
+        (project / "pipelines").mkdir()
+        shutil.copy(REPO / "pipelines" / "ztf.yaml", project / "pipelines" / "ztf.yaml")
+        args = [f"source.files.path={folder}", f"source.files.max_records_per_batch={batch}"]
+        command = [sys.executable, "-m", "headwater", "run", "ztf"]
+        if profile:
+            spy = str(Path(sys.executable).parent / "py-spy")
+            command = [spy, "record", "--subprocesses", "-f", "raw", "-o", profile, "--", *command]
+        for s in args + sets:
+            command += ["--set", s]
+        env = {**os.environ, "HEADWATER_HOME": str(project), "PYTHONPATH": str(REPO)}
+        env.pop("DAGSTER_HOME", None)
+        t0 = time.perf_counter()
+        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if done.returncode:
+            raise SystemExit(f"headwater run failed:\n{done.stdout}\n{done.stderr}")
+        return seconds
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--alerts", type=int, default=50_000)
+    ap.add_argument("--batch", type=int, default=5_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--py-spy", dest="profile", metavar="FILE", help="sample one run, and stop")
+    args = ap.parse_args()
+    where = Path(tempfile.mkdtemp(prefix="hw-bench-alerts-"))
+    try:
+        folder = alert_folder(where, args.alerts)
+        if args.profile:
+            seconds = run_once(folder, [], args.batch, args.profile)
+            print(f"profiled run: {args.alerts / seconds:,.0f} alerts/s; {args.profile}")
+            return
+        print(
+            f"headwater run ztf on {args.alerts:,} alert files, batches of {args.batch:,}, "
+            f"median of {args.repeats}, {os.cpu_count()} CPUs"
+        )
+        print(f"{'case':<34} {'alerts/s':>9} {'x base':>7} {'seconds':>8}")
+        base = None
+        for name, sets in CASES.items():
+            times = [run_once(folder, sets, args.batch, None) for _ in range(args.repeats)]
+            seconds = statistics.median(times)
+            rate = args.alerts / seconds
+            base = base or rate
+            print(f"{name:<34} {rate:>9,.0f} {rate / base:>7.2f} {seconds:>8.1f}", flush=True)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
