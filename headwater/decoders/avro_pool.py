@@ -12,8 +12,10 @@ in, an Arrow IPC file comes back and is memory-mapped, so nothing is pickled or 
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -24,6 +26,8 @@ import pyarrow as pa
 
 from headwater.decoders import avro_wire
 
+#: Pool folders are named PREFIX + owner pid + "-" + random, so orphans can be found.
+PREFIX = "headwater-avro-"
 READ_BATCH_ROWS = 1024
 _SYNC = b"headwater-sync!!"  # any 16 bytes: the container never leaves this process pair
 #: A job may take this long, plus PER_RECORD_SECONDS per record, before its worker is killed.
@@ -113,10 +117,11 @@ class CompiledPool:
         self._ctx = mp.get_context("spawn")  # no fork of a process holding Kafka clients
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
+        self.closed = False
         shm = Path("/dev/shm")
-        self.folder = Path(
-            tempfile.mkdtemp(prefix="headwater-avro-", dir=shm if shm.is_dir() else None)
-        )
+        where = shm if shm.is_dir() else Path(tempfile.gettempdir())
+        _remove_orphans(where)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=where))
 
     def _take(self) -> _Worker:
         with self._lock:
@@ -174,9 +179,8 @@ class CompiledPool:
             workers, self._idle = self._idle, []
         for w in workers:
             w.kill()
-        for f in self.folder.glob("*"):
-            f.unlink(missing_ok=True)
-        self.folder.rmdir()
+        self.closed = True
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _POOL: CompiledPool | None = None
@@ -184,9 +188,29 @@ _POOL_LOCK = threading.Lock()
 
 
 def pool() -> CompiledPool:
-    """The process's pool, started on first use."""
+    """The process's pool, started on first use and closed when the process exits."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL.closed:
             _POOL = CompiledPool()
+            atexit.register(_POOL.close)
         return _POOL
+
+
+def _remove_orphans(where: Path) -> None:
+    """Remove the folders of pools whose process is gone (killed before it could close its
+    pool): their files sit in memory-backed storage until someone deletes them."""
+    for folder in where.glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -3,6 +3,8 @@
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import fastavro
@@ -129,3 +131,24 @@ def test_workers_keep_freed_memory_and_the_parent_environment_is_untouched(monke
     finally:
         workers.close()
     assert not workers.folder.exists()  # the inboxes and outputs went with it
+
+
+def test_a_killed_process_pool_folder_is_removed_by_the_next_pool(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now: a pool of that process would be an orphan
+    first = avro_pool.CompiledPool(workers=1)
+    first.close()
+    where = first.folder.parent
+    orphan = where / f"{avro_pool.PREFIX}{dead.pid}-abc"
+    orphan.mkdir()
+    (orphan / "inbox.avro").write_bytes(b"x" * 100)
+    mine = where / f"{avro_pool.PREFIX}{os.getpid()}-abc"
+    mine.mkdir()
+    workers = avro_pool.CompiledPool(workers=1)
+    try:
+        assert not orphan.exists()
+        assert mine.exists()  # a live process's folder is left alone
+    finally:
+        workers.close()
+        workers.close()  # closing twice is harmless (close, then the exit hook)
+        mine.rmdir()
