@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 from headwater import registry
-from headwater.batch import Batch, batch_id_for, has_payload
+from headwater.batch import Batch, RawBatch, batch_id_for, has_payload
 from headwater.component import Context
+from headwater.decoders.base import Decoded
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Entry, Ledger
@@ -113,6 +115,9 @@ class Pipeline:
         self.sinks = {
             s.name: [(k.name, _build("sinks", k, ctx)) for k in s.sinks] for s in spec.streams
         }
+        self._next: Batch | None = None
+        self._ahead: tuple[str, Future] | None = None
+        self._reader: ThreadPoolExecutor | None = None
 
     # -- cutting batches ------------------------------------------------------------------
 
@@ -170,20 +175,49 @@ class Pipeline:
 
     # -- running one batch ----------------------------------------------------------------
 
+    def expect(self, batch: Batch | None) -> None:
+        """Say which batch this process runs after the next one: once the next batch is
+        decoded, this one is read and decoded in the background while the next batch's
+        streams and sinks are worked on, so both cores are busy (decoding runs in worker
+        processes). Only for sources whose reads may run concurrently."""
+        self._next = batch if batch is not None and self.source.concurrent_reads else None
+
+    def _read_decode(self, batch: Batch) -> tuple[RawBatch, Decoded, float]:
+        started = time.perf_counter()
+        raw = self.source.read(batch.coordinates)
+        return raw, self.decoder.decode(raw), time.perf_counter() - started
+
+    def _input(self, batch: Batch) -> tuple[RawBatch, Decoded, float]:
+        """The batch's raw and decoded input: read ahead if it was expected, else now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            batch_id, future = ahead
+            if batch_id == batch.id:
+                return future.result()  # its errors are raised here, as if read now
+            wait([future])  # another batch's: never decode two at once
+        return self._read_decode(batch)
+
+    def _read_ahead(self, current: Batch) -> None:
+        upcoming, self._next = self._next, None
+        if upcoming is None or upcoming.id == current.id:
+            return
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-read-ahead")
+        self._ahead = (upcoming.id, self._reader.submit(self._read_decode, upcoming))
+
     def run(self, batch: Batch) -> BatchReport:
         started = time.perf_counter()
         report = BatchReport(batch)
         quarantine = Quarantine(self.name, batch.id)
-        raw = self.source.read(batch.coordinates)
+        raw, decoded, report.decode_seconds = self._input(batch)
+        self._read_ahead(batch)
         report.messages = raw.messages.num_rows + len(raw.unreadable)
         if raw.unreadable:
             s, o, e = zip(*raw.unreadable, strict=True)
             quarantine.add("source", None, rejects(list(s), list(o), list(e), [None] * len(s)))
-        decoded = self.decoder.decode(raw)
         quarantine.add("decode", None, decoded.rejects)
         report.decoded = decoded.table.num_rows
         report.decode_stats = dict(decoded.stats)
-        report.decode_seconds = time.perf_counter() - started
         outputs = self._process(decoded.table, quarantine, report)
         report.quarantine_path = self._write_quarantine(batch, quarantine)
         report.quarantined = quarantine.total
@@ -232,6 +266,9 @@ class Pipeline:
         return str(path)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
+            self._reader, self._ahead = None, None
         self.source.close()
         for sinks in self.sinks.values():
             for _, sink in sinks:

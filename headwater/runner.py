@@ -107,7 +107,8 @@ def run_batches(
 ) -> list[RunOutcome]:
     runner = BatchRunner(spec_file, pipeline, overrides, root, instance)
     outcomes = []
-    for batch in batches:
+    for k, batch in enumerate(batches):
+        pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
         outcome = runner.run(batch)
         outcomes.append(outcome)
         if on_done:

@@ -54,6 +54,24 @@ def test_a_batch_is_one_materialization_per_stream_with_its_metadata(ztf_spec, t
     assert pipeline.ledger.get(second.window, second.id).status == "pending"
 
 
+def test_runs_in_this_process_read_the_next_batch_ahead_in_the_op_s_pipeline(
+    ztf_spec, tmp_path, instance
+):
+    spec_file = ztf_spec(batch=10)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    pipeline.plan()
+    batches = pipeline.pending()
+    decoded: list[int] = []
+    decode = pipeline.decoder.decode
+    pipeline.decoder.decode = lambda raw: decoded.append(raw.messages.num_rows) or decode(raw)
+    outcomes = run_batches(spec_file, pipeline, batches, [], tmp_path, instance=instance)
+    assert all(o.success for o in outcomes)
+    # the op ran on this very pipeline (its decoder), reading each batch once, ahead of time
+    assert decoded == [b.records for b in batches]
+    assert pipeline._reader is not None and pipeline._ahead is None
+    assert [o.summary["decoded"] for o in outcomes] == [b.records for b in batches]
+
+
 def test_materializing_a_window_without_batch_ids_replays_its_recorded_batches(
     ztf_spec, tmp_path, instance
 ):

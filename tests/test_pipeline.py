@@ -9,7 +9,7 @@ import pytest
 
 from headwater.errors import SourceError
 from headwater.pipeline import Pipeline
-from headwater.spec import load_spec
+from headwater.spec import load_spec, parse_overrides
 from tests.conftest import SHARED
 
 
@@ -171,3 +171,75 @@ def test_all_shared_ztf_alerts_match_the_full_manifest(ztf_spec):
     assert len(want["raw"]) == 110 and len(want["solar_system"]) == 34
     for stream, ids in want.items():
         assert sorted(r["candid"] for r in stream_rows(pipeline, stream)) == sorted(ids), stream
+
+
+def counting_reads(pipeline: Pipeline) -> list[str]:
+    """Record the id-free coordinates of every read the pipeline's source makes."""
+    reads: list[str] = []
+    read = pipeline.source.read
+
+    def recorded(coordinates):
+        reads.append(coordinates["ranges"][0][0])
+        return read(coordinates)
+
+    pipeline.source.read = recorded
+    return reads
+
+
+def test_the_expected_next_batch_is_read_ahead_and_gives_the_same_outputs(ztf_spec, tmp_path):
+    plain = Pipeline(load_spec(ztf_spec(batch=10)))
+    run_all(plain)
+    elsewhere = parse_overrides([f"lake={tmp_path / 'ahead'}"])
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10), elsewhere))
+    pipeline.plan()
+    batches = pipeline.pending()
+    reads = counting_reads(pipeline)
+    for k, batch in enumerate(batches):
+        pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
+        pipeline.run(batch)
+        if k + 1 < len(batches):  # the next one is read already, before its run
+            assert pipeline._ahead is not None and pipeline._ahead[0] == batches[k + 1].id
+    assert len(reads) == len(batches)  # each batch read once
+    for stream in ("raw", "solar_system", "extragalactic"):
+        assert stream_rows(pipeline, stream) == stream_rows(plain, stream)
+    pipeline.close()
+    assert pipeline._reader is None
+
+
+def test_a_read_ahead_error_is_raised_by_that_batch_s_run(ztf_spec):
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10)))
+    pipeline.plan()
+    first, second, *_ = pipeline.pending()
+    decode = pipeline.decoder.decode
+    calls = []
+
+    def failing_second(raw):
+        calls.append(raw)
+        if len(calls) == 2:
+            raise SourceError("the broker went away")
+        return decode(raw)
+
+    pipeline.decoder.decode = failing_second
+    pipeline.expect(second)
+    pipeline.run(first)  # fine: the error belongs to the next batch
+    with pytest.raises(SourceError, match="broker went away"):
+        pipeline.run(second)
+    pipeline.close()
+
+
+def test_a_batch_other_than_the_expected_one_is_read_when_it_runs(ztf_spec):
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10)))
+    pipeline.plan()
+    first, second, third, *_ = pipeline.pending()
+    reads = counting_reads(pipeline)
+    pipeline.expect(second)
+    pipeline.run(first)
+    report = pipeline.run(third)  # not the one expected: read now, after the other finished
+    assert report.decoded == third.records
+    assert reads == [
+        first.coordinates["ranges"][0][0],
+        second.coordinates["ranges"][0][0],
+        third.coordinates["ranges"][0][0],
+    ]
+    assert pipeline._ahead is None
+    pipeline.close()

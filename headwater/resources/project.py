@@ -34,7 +34,8 @@ def get_pipeline(
     """The pipeline of ``spec_file``; ``kafka`` replaces keys of the spec's ``kafka:`` block."""
     base = project_root(root)
     mtime = Path(spec_file).stat().st_mtime  # an edited spec is reloaded
-    key = (str(spec_file), str(base), tuple(overrides), mtime, json.dumps(kafka, sort_keys=True))
+    # no Kafka settings, None or {}, is one key: the CLI and the Dagster op share the pipeline
+    key = (str(spec_file), str(base), tuple(overrides), mtime, json.dumps(kafka or None))
     pipeline = _PIPELINES.get(key)
     if pipeline is None:
         spec = load_spec(spec_file, parse_overrides(list(overrides)), base_dir=base)

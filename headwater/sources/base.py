@@ -38,6 +38,10 @@ def cut_ranges(pending: list[list[Any]], cap: int) -> list[tuple[list[list[Any]]
 
 
 class Source(Component):
+    #: Whether ``read`` may run in a background thread while this process works on another
+    #: batch (the pipeline then reads and decodes the next batch ahead; see Pipeline.expect).
+    concurrent_reads = False
+
     def plan(self, previous: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
         """New batches as ``(coordinates, record count)``, given earlier batches' coordinates."""
         raise NotImplementedError

@@ -39,6 +39,7 @@ class FilesConfig(ComponentConfig):
 
 class FileSource(Source):
     Config = FilesConfig
+    concurrent_reads = True  # reading files touches no state of the source
 
     @property
     def root(self) -> Path:
