@@ -25,6 +25,7 @@ class Context:
     base_dir: Path
     lake: Lake
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    catalogs: Any = None  # the pipeline's CatalogStore (crossmatch processors use it)
 
     def path(self, value: str | Path) -> Path:
         """A path from the spec, resolved against the project's base directory."""

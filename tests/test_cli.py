@@ -14,7 +14,8 @@ from tests.conftest import REPO
 def project(tmp_path, monkeypatch):
     """A fresh project: the bundled pipelines and samples, run from its root."""
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
-    shutil.copytree(REPO / "samples" / "ztf", tmp_path / "samples" / "ztf")
+    for sample in ("ztf", "catalogs"):  # the alerts, and the catalogs they are matched with
+        shutil.copytree(REPO / "samples" / sample, tmp_path / "samples" / sample)
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)

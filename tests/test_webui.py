@@ -41,7 +41,8 @@ def project(tmp_path, monkeypatch):
     for name in ("pipelines", "dagster.yaml", "workspace.yaml"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    shutil.copytree(REPO / "samples" / "ztf", tmp_path / "samples" / "ztf")
+    for sample in ("ztf", "catalogs"):  # the alerts, and the catalogs they are matched with
+        shutil.copytree(REPO / "samples" / sample, tmp_path / "samples" / sample)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path

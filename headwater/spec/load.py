@@ -295,6 +295,7 @@ def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
             for i, s in enumerate(stream.sinks)
         ]
         _check_sinks(sinks, here, problems)
+        _check_catalogs(processors, model, here, problems)
         plans[name] = StreamPlan(
             name,
             stream.from_,
@@ -303,6 +304,20 @@ def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
             stream.description,
         )
     return _in_dependency_order(plans, problems)
+
+
+def _check_catalogs(
+    processors: list[ComponentSpec | None], model: PipelineSpec, here: Path_, problems: _Problems
+) -> None:
+    """A processor naming a catalog (crossmatch) names one the spec declares."""
+    for i, p in enumerate(processors):
+        name = getattr(p.config, "catalog", None) if p else None
+        if name is not None and name not in model.catalogs:
+            known = ", ".join(model.catalogs) or "none declared"
+            problems.add(
+                (*here, "processors", i, p.name, "catalog"),
+                f"unknown catalog {name!r}; expected one of the spec's catalogs: ({known})",
+            )
 
 
 def _check_sinks(sinks: list[ComponentSpec | None], here: Path_, problems: _Problems) -> None:

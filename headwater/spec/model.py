@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from headwater.crossmatch.catalog import CatalogSpec
 from headwater.kafka.connection import KafkaConnection, Scalar
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -105,6 +106,10 @@ class PipelineSpec(Strict):
     )
     topics: dict[str, TopicSpec] = Field(
         default_factory=dict, description="Topics `headwater topics apply` creates or updates."
+    )
+    catalogs: dict[str, CatalogSpec] = Field(
+        default_factory=dict,
+        description="Catalogs and watchlists by name, for crossmatch processors.",
     )
     source: Any
     decode: Any

@@ -1,0 +1,1 @@
+"""Cross-matching positions against catalogs and watchlists."""

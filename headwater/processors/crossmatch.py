@@ -1,0 +1,156 @@
+"""``crossmatch``: match each alert's position against a catalog or a watchlist.
+
+Every row's (ra, dec) is matched by declination zones (:mod:`headwater.crossmatch.zones`)
+against the spec's catalog, within ``radius_arcsec`` (or a watchlist entry's own radius).
+A match carries LSST:UK's CandidateMatch fields — the alert's id and position, the catalog's
+name, the source's id and position, the distance in arcsec — and the catalog's carried
+columns. ``output: column`` adds them to the alert as a list column; ``output: matches``
+turns the stream into one row per match. Rows with a missing or impossible position go to
+the quarantine with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from headwater.arrow import column_path
+from headwater.config import ComponentConfig
+from headwater.processors.base import Processed, Processor
+from headwater.quarantine import rejects
+
+#: The largest radius a spec may ask for (1 degree): beyond it a positional cross-match is
+#: not what is meant, and pair counts explode.
+MAX_RADIUS_ARCSEC = 3600.0
+
+
+class CrossmatchConfig(ComponentConfig):
+    catalog: str = Field(description="A catalog or watchlist named in the spec's catalogs.")
+    radius_arcsec: float = Field(
+        gt=0,
+        le=MAX_RADIUS_ARCSEC,
+        description="Match radius (a watchlist's entries may be tighter).",
+    )
+    mode: Literal["nearest", "all"] = Field(
+        default="nearest", description="nearest: the closest source only; all: every one."
+    )
+    keep: Literal["matched", "unmatched", "all"] = Field(
+        default="matched", description="Which alerts go on down the stream."
+    )
+    output: Literal["column", "matches"] = Field(
+        default="column",
+        description="column: a list of matches on each alert; matches: one row per match.",
+    )
+    ra: str = Field(default="candidate.ra", description="Path of the alert's ra (degrees).")
+    dec: str = Field(default="candidate.dec", description="Path of the alert's dec (degrees).")
+    id: str = Field(default="candid", description="Path of the alert's id.")
+    column: str | None = Field(
+        default=None, description="Name of the list column; default <catalog>_matches."
+    )
+
+    @model_validator(mode="after")
+    def _matches_are_matched(self) -> CrossmatchConfig:
+        if self.output == "matches" and self.keep != "matched":
+            raise ValueError("output: matches has a row per match; keep must be 'matched'")
+        return self
+
+
+class Crossmatch(Processor):
+    Config = CrossmatchConfig
+
+    def process(self, table: pa.Table) -> Processed:
+        c: CrossmatchConfig = self.config
+        catalog = self.ctx.catalogs.get(c.catalog)
+        ra = column_path(table, c.ra).cast(pa.float64())
+        dec = column_path(table, c.dec).cast(pa.float64())
+        bad, reasons = _bad_positions(ra, dec)
+        refused = _refused(table, bad, reasons, c)
+        good = pa.array(~bad)
+        table, ra, dec = table.filter(good), ra.filter(good), dec.filter(good)
+        ra_n, dec_n = ra.to_numpy(), dec.to_numpy()
+        radius = c.radius_arcsec / 3600.0
+        # zones about as high as the radius: few zones per alert, few false candidates
+        height = (catalog.zone_height_arcsec or max(c.radius_arcsec, 1.0)) / 3600.0
+        pairs = catalog.index(height).match(ra_n, dec_n, radius, catalog.radii_deg())
+        q, rows, arcsec = pairs.query, pairs.catalog, pairs.arcsec
+        if c.mode == "nearest" and len(q):  # pairs come nearest first within each alert
+            first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+            q, rows, arcsec = q[first], rows[first], arcsec[first]
+        matches = _matches(table, catalog, c, q, rows, arcsec, ra_n, dec_n)
+        if c.output == "matches":
+            taken = pa.array(q, pa.int64())
+            lineage = [k for k in ("_source", "_offset") if k in table.column_names]
+            for k in lineage:  # every match traces back to its alert's message
+                matches = matches.append_column(k, table[k].take(taken))
+            return Processed(matches, refused)
+        counts = np.bincount(q, minlength=table.num_rows)
+        offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
+        structs = pa.StructArray.from_arrays(
+            [matches[n].combine_chunks() for n in matches.column_names], matches.column_names
+        )
+        name = c.column or f"{c.catalog}_matches"
+        table = table.append_column(name, pa.ListArray.from_arrays(offsets, structs))
+        if c.keep != "all":
+            table = table.filter(pa.array((counts > 0) == (c.keep == "matched")))
+        return Processed(table, refused)
+
+
+def _bad_positions(ra: pa.ChunkedArray, dec: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows cannot be matched, and why (an empty reason for good rows)."""
+    ra_n = ra.to_numpy(zero_copy_only=False).astype(np.float64)
+    dec_n = dec.to_numpy(zero_copy_only=False).astype(np.float64)
+    ra_null = pc.is_null(ra).to_numpy(zero_copy_only=False)
+    dec_null = pc.is_null(dec).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        ra_out = ~ra_null & ~((ra_n >= 0.0) & (ra_n < 360.0))
+        dec_out = ~dec_null & ~((dec_n >= -90.0) & (dec_n <= 90.0))
+    reasons = np.full(len(ra_n), "", dtype=object)
+    for mask, why in (
+        (ra_null, "ra is missing"),
+        (dec_null, "dec is missing"),
+        (ra_out, "ra is outside [0, 360)"),
+        (dec_out, "dec is outside [-90, 90]"),
+    ):
+        reasons[mask & (reasons == "")] = why
+    return reasons != "", reasons
+
+
+def _refused(
+    table: pa.Table, bad: np.ndarray, reasons: np.ndarray, c: CrossmatchConfig
+) -> pa.Table:
+    rows = np.flatnonzero(bad)
+    if not len(rows):
+        return rejects([], [], [], [])
+    taken = table.take(pa.array(rows))
+    ra = column_path(taken, c.ra).to_pylist()
+    dec = column_path(taken, c.dec).to_pylist()
+    errors = [
+        f"crossmatch {c.catalog}: {reasons[r]} (ra {a}, dec {d}); the alert cannot be matched"
+        for r, a, d in zip(rows, ra, dec, strict=True)
+    ]
+    lineage = [
+        taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
+        for k in ("_source", "_offset")
+    ]
+    return rejects(*lineage, errors, [None] * len(rows))
+
+
+def _matches(table, catalog, c, q, rows, arcsec, ra, dec) -> pa.Table:
+    """The CandidateMatch rows, then the catalog's carried columns."""
+    src = catalog.table.take(pa.array(rows, pa.int64()))
+    columns = {
+        "alert_id": column_path(table, c.id).take(pa.array(q, pa.int64())),
+        "alert_ra": pa.array(ra[q]),
+        "alert_dec": pa.array(dec[q]),
+        "catalog": pa.array([c.catalog] * len(q), pa.string()),
+        "source_id": src["id"],
+        "source_ra": src["ra"],
+        "source_dec": src["dec"],
+        "distance_arcsec": pa.array(arcsec),
+    }
+    columns.update({name: src[name] for name in catalog.carried})
+    return pa.table(columns)

@@ -1,0 +1,192 @@
+"""The crossmatch processor and catalogs: real alerts on real GCVS stars, bad input, specs."""
+
+import csv
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from headwater.crossmatch.catalog import CatalogError, CatalogSpec, CatalogStore
+from headwater.crossmatch.zones import ZoneIndex
+from headwater.errors import SpecError
+from headwater.pipeline import Pipeline
+from headwater.processors.crossmatch import Crossmatch, CrossmatchConfig
+from headwater.spec import load_spec
+from tests.conftest import SAMPLES
+
+CATALOGS = SAMPLES / "catalogs"
+ORACLE = list(
+    csv.DictReader((CATALOGS / "oracle_alerts_x_gcvs_5arcsec.csv").read_text().splitlines())
+)
+
+SPEC = """\
+name: xm
+lake: {lake}
+catalogs:
+  gcvs: {{path: {gcvs}, columns: [VarType]}}
+source: {{files: {{path: {alerts}, pattern: "**/*.avro"}}}}
+decode: {{avro: {{cutouts: drop}}}}
+streams:
+  raw: {{sinks: []}}
+  variable_stars:
+    from: raw
+    processors: [{{crossmatch: {{catalog: gcvs, radius_arcsec: 5{extra}}}}}]
+    sinks: [parquet]
+"""
+
+
+def test_the_oracle_pairs_are_found_from_their_positions():
+    gcvs = pq.read_table(CATALOGS / "gcvs.parquet")
+    index = ZoneIndex.build(gcvs["ra"].to_numpy(), gcvs["dec"].to_numpy(), 5 / 3600)
+    ra = np.array([float(r["alert_ra"]) for r in ORACLE])
+    dec = np.array([float(r["alert_dec"]) for r in ORACLE])
+    pairs = index.match(ra, dec, 5 / 3600)
+    assert pairs.query.tolist() == [0, 1, 2]
+    assert pairs.catalog.tolist() == [int(r["gcvs_row"]) for r in ORACLE]
+    assert pairs.arcsec == pytest.approx([float(r["sep_arcsec"]) for r in ORACLE], abs=1e-4)
+
+
+@pytest.fixture
+def alerts(tmp_path):
+    """The repo's ZTF sample plus the oracle's kowalski alert."""
+    folder = tmp_path / "alerts"
+    shutil.copytree(SAMPLES / "ztf" / "alerts", folder)
+    shutil.copy(CATALOGS / "alerts" / "2475433850315015009.avro", folder)
+    return folder
+
+
+def pipeline(tmp_path, alerts, extra="") -> Pipeline:
+    spec = tmp_path / "xm.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    text = SPEC.format(
+        lake=tmp_path / "lake", gcvs=CATALOGS / "gcvs.parquet", alerts=alerts, extra=extra
+    )
+    spec.write_text(text)
+    return Pipeline(load_spec(spec))
+
+
+def run(p: Pipeline, stream: str) -> list[dict]:
+    p.plan()
+    for batch in p.pending():
+        p.run(batch)
+    files = sorted(p.lake.stream_dir(p.name, stream).rglob("*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def test_real_alerts_on_gcvs_stars_are_annotated_with_their_matches(tmp_path, alerts):
+    rows = run(pipeline(tmp_path, alerts), "variable_stars")
+    found = {r["candid"]: r["gcvs_matches"] for r in rows}
+    expected = {int(r["alert_id"]): r for r in ORACLE if r["alert_file"].startswith("alerts/k")}
+    expected |= {int(r["alert_id"]): r for r in ORACLE if "ztf-avro-alert" in r["alert_file"]}
+    assert set(found) == set(expected)
+    for candid, [match] in found.items():
+        want = expected[candid]
+        assert match["catalog"] == "gcvs" and match["alert_id"] == candid
+        assert match["source_id"] == int(want["gcvs_row"])
+        assert match["VarType"].strip() == want["gcvs_VarType"]
+        assert match["distance_arcsec"] == pytest.approx(float(want["sep_arcsec"]), abs=1e-4)
+        assert match["source_ra"] == pytest.approx(float(want["gcvs_ra"]))
+        assert match["alert_dec"] == pytest.approx(float(want["alert_dec"]))
+
+
+def test_flat_matches_and_the_unmatched_rest(tmp_path, alerts):
+    flat = run(pipeline(tmp_path / "a", alerts, ", output: matches"), "variable_stars")
+    assert sorted(r["alert_id"] for r in flat) == sorted([2475433850315015009, 472263571115115000])
+    assert {"source_id", "distance_arcsec", "VarType", "_source", "_offset"} <= set(flat[0])
+    rest = run(pipeline(tmp_path / "b", alerts, ", keep: unmatched"), "variable_stars")
+    assert len(rest) == 31 - 2 and all(r["gcvs_matches"] == [] for r in rest)
+
+
+def small_catalog(tmp_path, rows, name="cat.csv", header="id,ra,dec,radius"):
+    path = tmp_path / name
+    path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def processor(tmp_path, catalog_spec: dict, **config) -> Crossmatch:
+    from headwater.component import Context
+    from headwater.lake import Lake
+
+    store = CatalogStore({"c": CatalogSpec(**catalog_spec)}, tmp_path)
+    ctx = Context("t", "t", tmp_path, Lake(tmp_path / "lake"), catalogs=store)
+    return Crossmatch(CrossmatchConfig(catalog="c", **config), ctx)
+
+
+def alerts_table(ra, dec):
+    return pa.table(
+        {
+            "candid": pa.array(range(len(ra)), pa.int64()),
+            "candidate": pa.StructArray.from_arrays(
+                [pa.array(ra, pa.float64()), pa.array(dec, pa.float64())], ["ra", "dec"]
+            ),
+            "_source": pa.array(["s"] * len(ra)),
+            "_offset": pa.array(range(len(ra)), pa.int64()),
+        }
+    )
+
+
+def test_nearest_or_all_and_a_watchlist_s_own_radii(tmp_path):
+    path = small_catalog(
+        tmp_path, [("near", 10.0, 0.0, 5), ("far", 10.0 + 3 / 3600, 0.0, 5), ("tight", 20, 0, 1)]
+    )
+    spec = {"path": str(path), "id": "id", "radius": "radius"}
+    table = alerts_table([10.0 + 1 / 3600, 20 + 2 / 3600], [0.0, 0.0])
+    nearest = processor(tmp_path, spec, radius_arcsec=5)(table).table
+    assert [[m["source_id"] for m in r] for r in nearest["c_matches"].to_pylist()] == [["near"]]
+    every = processor(tmp_path, spec, radius_arcsec=5, mode="all")(table).table
+    got = [[m["source_id"] for m in r] for r in every["c_matches"].to_pylist()]
+    assert got == [["near", "far"]]  # 'tight' is 2" away with its own 1" radius: no match
+
+
+def test_an_edited_watchlist_takes_effect_on_the_next_batch(tmp_path):
+    path = small_catalog(tmp_path, [("a", 10.0, 0.0, 5)])
+    xm = processor(tmp_path, {"path": str(path), "id": "id", "radius": "radius"}, radius_arcsec=5)
+    table = alerts_table([10.0, 50.0], [0.0, 0.0])
+    assert xm(table).table["candid"].to_pylist() == [0]
+    small_catalog(tmp_path, [("a", 10.0, 0.0, 5), ("b", 50.0, 0.0, 5)])
+    assert xm(table).table["candid"].to_pylist() == [0, 1]
+
+
+def test_alerts_without_a_usable_position_are_quarantined_with_the_reason(tmp_path):
+    path = small_catalog(tmp_path, [(1, 10.0, 0.0, 5)])
+    xm = processor(tmp_path, {"path": str(path)}, radius_arcsec=5, keep="all")
+    table = alerts_table([10.0, None, 400.0, 10.0], [0.0, 0.0, 0.0, -91.0])
+    result = xm(table)
+    assert result.table["candid"].to_pylist() == [0]
+    assert result.rejects["_offset"].to_pylist() == [1, 2, 3]
+    errors = result.rejects["error"].to_pylist()
+    assert "ra is missing" in errors[0] and "outside [0, 360)" in errors[1]
+    assert "dec is outside [-90, 90]" in errors[2]
+
+
+def test_a_catalog_with_bad_rows_is_refused_with_a_report(tmp_path):
+    path = small_catalog(
+        tmp_path,
+        [(1, 10.0, 0.0), (2, 360.0, 0.0), (3, 10.0, 95.0), (1, 5.0, 5.0), (4, -1, 0)],
+        header="id,ra,dec",
+    )
+    store = CatalogStore({"c": CatalogSpec(path=str(path), id="id")}, tmp_path)
+    with pytest.raises(CatalogError) as exc:
+        store.get("c")
+    message = str(exc.value)
+    assert "2 with ra missing or outside [0, 360)" in message
+    assert "1 with dec missing or outside [-90, 90]" in message
+    assert "1 ids used more than once (e.g. 1)" in message and "cat.csv" in message
+    with pytest.raises(CatalogError, match="no column 'mag'"):
+        CatalogStore({"c": CatalogSpec(path=str(path), columns=["mag"])}, tmp_path).get("c")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (", catalog: nope", "unknown catalog 'nope'"),
+        (", radius_arcsec: 0", "greater than 0"),
+        (", radius_arcsec: 7200", "less than or equal to 3600"),
+        (", output: matches, keep: all", "keep must be 'matched'"),
+    ],
+)
+def test_bad_crossmatch_settings_fail_at_load(tmp_path, alerts, extra, expected):
+    with pytest.raises(SpecError, match=expected):
+        pipeline(tmp_path, alerts, extra)
