@@ -49,7 +49,9 @@ class CatalogSpec(ComponentConfig):
         default_factory=list, description="Catalog columns carried into every match."
     )
     zone_height_arcsec: float | None = Field(
-        default=None, gt=0, description="Declination zone height; default from the radius."
+        default=None,
+        gt=0,
+        description="Declination zone height; default 8 radii, at least 30.",
     )
 
 

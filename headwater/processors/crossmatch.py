@@ -28,6 +28,13 @@ from headwater.quarantine import rejects
 MAX_RADIUS_ARCSEC = 3600.0
 
 
+def default_zone_height(radius_arcsec: float) -> float:
+    """Zones 8 radii high, at least 30": most alerts search one zone, and a window holds few
+    false candidates even in dense fields (2" on 10^6 uniform sources: 3.0M alerts/s with
+    30" zones, 1.3M/s with 2" zones, measured)."""
+    return max(8.0 * radius_arcsec, 30.0)
+
+
 class CrossmatchConfig(ComponentConfig):
     catalog: str = Field(description="A catalog or watchlist named in the spec's catalogs.")
     radius_arcsec: float = Field(
@@ -73,8 +80,7 @@ class Crossmatch(Processor):
         table, ra, dec = table.filter(good), ra.filter(good), dec.filter(good)
         ra_n, dec_n = ra.to_numpy(), dec.to_numpy()
         radius = c.radius_arcsec / 3600.0
-        # zones about as high as the radius: few zones per alert, few false candidates
-        height = (catalog.zone_height_arcsec or max(c.radius_arcsec, 1.0)) / 3600.0
+        height = (catalog.zone_height_arcsec or default_zone_height(c.radius_arcsec)) / 3600.0
         pairs = catalog.index(height).match(ra_n, dec_n, radius, catalog.radii_deg())
         q, rows, arcsec = pairs.query, pairs.catalog, pairs.arcsec
         if c.mode == "nearest" and len(q):  # pairs come nearest first within each alert
