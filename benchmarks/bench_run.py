@@ -50,6 +50,8 @@ def run_once(folder: Path, sets: list[str], batch: int, profile: str | None) -> 
     try:
         (project / "pipelines").mkdir()
         shutil.copy(REPO / "pipelines" / "ztf.yaml", project / "pipelines" / "ztf.yaml")
+        for sample in ("catalogs", "watchlists"):  # what the pipeline matches alerts with
+            shutil.copytree(REPO / "samples" / sample, project / "samples" / sample)
         args = [f"source.files.path={folder}", f"source.files.max_records_per_batch={batch}"]
         command = [sys.executable, "-m", "headwater", "run", "ztf"]
         if profile:

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 def project(tmp_path, monkeypatch):
     """A fresh project: the bundled pipelines and samples, run from its root."""
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
-    for sample in ("ztf", "catalogs"):  # the alerts, and the catalogs they are matched with
+    for sample in ("ztf", "catalogs", "watchlists"):  # alerts, and what they are matched with
         shutil.copytree(REPO / "samples" / sample, tmp_path / "samples" / sample)
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.chdir(tmp_path)

@@ -43,7 +43,9 @@ class CatalogSpec(ComponentConfig):
     ra: str = Field(default="ra", description="Right ascension column, degrees.")
     dec: str = Field(default="dec", description="Declination column, degrees.")
     radius: str | None = Field(
-        default=None, description="Column of a per-entry match radius in arcsec (watchlists)."
+        default=None,
+        description="Column of a per-entry match radius in arcsec (watchlists); an empty "
+        "cell means the crossmatch's radius_arcsec.",
     )
     columns: list[str] = Field(
         default_factory=list, description="Catalog columns carried into every match."
@@ -76,7 +78,8 @@ class Catalog:
     def radii_deg(self) -> np.ndarray | None:
         if "radius" not in self.table.column_names:
             return None
-        return self.table["radius"].to_numpy() / 3600.0
+        radius = self.table["radius"].to_numpy(zero_copy_only=False).astype(np.float64)
+        return radius / 3600.0  # NaN where the entry has none
 
     def index(self, zone_height_deg: float) -> ZoneIndex:
         found = self._indexes.get(zone_height_deg)
@@ -163,8 +166,8 @@ def _faults(table: pa.Table) -> str:
         "id missing": pc.is_null(ids),
     }
     if "radius" in table.column_names:
-        checks["radius missing or not above 0"] = pc.invert(
-            pc.fill_null(pc.greater(table["radius"], 0.0), False)
+        checks["radius not above 0"] = pc.invert(
+            pc.fill_null(pc.greater(table["radius"], 0.0), True)  # empty: the default radius
         )
     parts = []
     for what, bad in checks.items():

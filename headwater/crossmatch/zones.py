@@ -71,17 +71,24 @@ class ZoneIndex:
         radii_deg: np.ndarray | None = None,
     ) -> Pairs:
         """Every (query, catalog) pair within ``radius_deg``, or within the catalog entry's
-        own radius when ``radii_deg`` (one per catalog row, each ≤ ``radius_deg``) is given."""
+        own radius when ``radii_deg`` (one per catalog row; NaN: ``radius_deg``) is given;
+        the search reaches the largest of them."""
         ra = np.asarray(ra_deg, np.float64)
         dec = np.asarray(dec_deg, np.float64)
-        query, lo, hi = self._windows(ra, dec, radius_deg)
+        reach = radius_deg
+        if radii_deg is not None and len(radii_deg) and not np.all(np.isnan(radii_deg)):
+            reach = max(radius_deg, float(np.nanmax(radii_deg)))
+        query, lo, hi = self._windows(ra, dec, reach)
         q, s = _expand(query, lo, hi)
         arcsec = (
             np.degrees(_haversine(np.radians(ra[q]), np.radians(dec[q]), self.ra[s], self.dec[s]))
             * 3600.0
         )
         rows = self.rows[s]
-        limit = radius_deg if radii_deg is None else np.asarray(radii_deg)[rows]
+        limit = radius_deg
+        if radii_deg is not None:
+            own = np.asarray(radii_deg)[rows]
+            limit = np.where(np.isnan(own), radius_deg, own)
         keep = arcsec <= np.asarray(limit) * 3600.0
         q, rows, arcsec = q[keep], rows[keep], arcsec[keep]
         order = np.lexsort((rows, arcsec, q))  # by query, nearest first, then catalog row

@@ -140,6 +140,14 @@ def test_nearest_or_all_and_a_watchlist_s_own_radii(tmp_path):
     assert got == [["near", "far"]]  # 'tight' is 2" away with its own 1" radius: no match
 
 
+def test_a_watchlist_entry_without_a_radius_uses_the_crossmatch_s(tmp_path):
+    path = small_catalog(tmp_path, [("wide", 10.0, 0.0, 8), ("default", 20.0, 0.0, "")])
+    xm = processor(tmp_path, {"path": str(path), "id": "id", "radius": "radius"}, radius_arcsec=3)
+    table = alerts_table([10.0 + 6 / 3600, 20.0 + 2 / 3600, 20.0 + 4 / 3600], [0.0] * 3)
+    got = xm(table).table
+    assert got["candid"].to_pylist() == [0, 1]  # 6" from 'wide' (8"), 2" from 'default' (3")
+
+
 def test_an_edited_watchlist_takes_effect_on_the_next_batch(tmp_path):
     path = small_catalog(tmp_path, [("a", 10.0, 0.0, 5)])
     xm = processor(tmp_path, {"path": str(path), "id": "id", "radius": "radius"}, radius_arcsec=5)
@@ -174,6 +182,7 @@ def test_a_catalog_with_bad_rows_is_refused_with_a_report(tmp_path):
     assert "2 with ra missing or outside [0, 360)" in message
     assert "1 with dec missing or outside [-90, 90]" in message
     assert "1 ids used more than once (e.g. 1)" in message and "cat.csv" in message
+    assert "3: id=1 ra=5.0" not in message and "1: id=2 ra=360.0" in message
     with pytest.raises(CatalogError, match="no column 'mag'"):
         CatalogStore({"c": CatalogSpec(path=str(path), columns=["mag"])}, tmp_path).get("c")
 
