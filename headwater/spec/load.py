@@ -259,6 +259,8 @@ def load_spec(
     source = parse_component("sources", model.source, ("source",), problems)
     decode = parse_component("decoders", model.decode, ("decode",), problems)
     streams = _streams(model, problems)
+    base = (base_dir or Path.cwd()).resolve()
+    _check_catalog_files(model, base, problems)
     if problems.items:
         raise SpecError(shown, problems.items)
     return LoadedSpec(
@@ -304,6 +306,19 @@ def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
             stream.description,
         )
     return _in_dependency_order(plans, problems)
+
+
+def _check_catalog_files(model: PipelineSpec, base: Path, problems: _Problems) -> None:
+    """Every catalog's file is there: found now, not when the first batch needs it."""
+    for name, catalog in model.catalogs.items():
+        path = Path(catalog.path).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            problems.add(
+                ("catalogs", name, "path"),
+                f"no such file {path}; expected the catalog's Parquet, CSV, FITS or VOTable "
+                "file (a relative path is relative to the project root)",
+            )
 
 
 def _check_catalogs(

@@ -187,6 +187,18 @@ def test_a_catalog_with_bad_rows_is_refused_with_a_report(tmp_path):
         CatalogStore({"c": CatalogSpec(path=str(path), columns=["mag"])}, tmp_path).get("c")
 
 
+def test_a_missing_catalog_file_fails_at_load_naming_the_key(tmp_path, alerts):
+    spec = tmp_path / "xm.yaml"
+    spec.write_text(
+        SPEC.format(lake=tmp_path / "lake", gcvs="nowhere/gcvs.parquet", alerts=alerts, extra="")
+    )
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec, base_dir=tmp_path)
+    assert f"xm.yaml:4: catalogs.gcvs.path: no such file {tmp_path}/nowhere/gcvs.parquet" in str(
+        exc.value
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
