@@ -12,6 +12,7 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from headwater.assets import build_stream_assets, partitions_for
+from headwater.assets.catalogs import build_catalog_assets
 from headwater.resources import HeadwaterProject
 from headwater.resources.kafka import KafkaResource
 from headwater.resources.project import project_root
@@ -33,7 +34,10 @@ def pipeline_definitions(spec: LoadedSpec) -> Definitions:
         partitions_def=partitions_for(spec),
         executor_def=in_process_executor,
     )
-    return Definitions(assets=[assets], jobs=[job], sensors=[build_batch_sensor(spec, job)])
+    catalogs = build_catalog_assets(spec)  # materialized on their own, not by the batch job
+    return Definitions(
+        assets=[assets, *catalogs], jobs=[job], sensors=[build_batch_sensor(spec, job)]
+    )
 
 
 def spec_files(folder: Path) -> list[Path]:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from headwater import registry
 from headwater.batch import Batch, RawBatch, batch_id_for, has_payload
 from headwater.component import Context
-from headwater.crossmatch.catalog import CatalogStore
+from headwater.crossmatch.catalog import CATALOGS, CatalogStore
 from headwater.decoders.base import Decoded
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
@@ -107,7 +107,8 @@ class Pipeline:
         self.lake = Lake(lake_root if lake_root.is_absolute() else (base / lake_root))
         self.ledger = Ledger(self.lake.ledger_dir(self.name))
         self.kafka = kafka or spec.model.kafka
-        self.catalogs = CatalogStore(spec.model.catalogs, base)
+        stored = self.lake.stream_dir(self.name, CATALOGS)
+        self.catalogs = CatalogStore(spec.model.catalogs, base, stored)
         ctx = Context(self.name, "", base, self.lake, self.kafka, self.catalogs)
         self.source = _build("sources", spec.source, ctx)
         self.decoder = _build("decoders", spec.decode, ctx)

@@ -1,5 +1,6 @@
 """The Dagster shell: definitions from specs, in-process materializations, the batch sensor."""
 
+import pyarrow.parquet as pq
 import pytest
 from dagster import (
     AssetKey,
@@ -7,6 +8,7 @@ from dagster import (
     SensorResult,
     SkipReason,
     build_sensor_context,
+    materialize,
 )
 
 from headwater.definitions import build_definitions, job_name
@@ -163,3 +165,58 @@ def test_the_run_config_alone_replays_a_batch_the_ledger_lost(ztf_spec, tmp_path
     assert result.success
     assert output.read_bytes() == before
     assert pipeline.ledger.get(batch.window, batch.id).status == "done"
+
+
+CATALOG_SPEC = """\
+name: cats
+lake: {lake}
+catalogs:
+  stars: {{path: {catalog}, id: id, columns: [kind]}}
+source: {{files: {{path: {alerts}, pattern: "**/*.avro"}}}}
+decode: {{avro: {{cutouts: drop}}}}
+streams:
+  raw: {{sinks: []}}
+  near_stars:
+    from: raw
+    processors: [{{crossmatch: {{catalog: stars, radius_arcsec: 5}}}}]
+    sinks: [parquet]
+"""
+
+
+def catalog_project(tmp_path, alerts_copy, rows: str):
+    catalog = tmp_path / "stars.csv"
+    catalog.write_text("id,ra,dec,kind\n" + rows)
+    spec_file = tmp_path / "pipelines" / "cats.yaml"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(
+        CATALOG_SPEC.format(lake=tmp_path / "lake", catalog=catalog, alerts=alerts_copy)
+    )
+    defs = build_definitions([spec_file], root=str(tmp_path))
+    return defs, defs.resolve_assets_def(AssetKey(["cats", "catalogs", "stars"]))
+
+
+def test_a_catalog_is_an_asset_validated_and_stored_and_its_streams_depend_on_it(
+    tmp_path, alerts_copy, instance
+):
+    defs, stars = catalog_project(tmp_path, alerts_copy, "a,10.0,1.0,RRAB\nb,350.0,-5.0,M\n")
+    graph = defs.resolve_asset_graph()
+    assert (
+        AssetKey(["cats", "catalogs", "stars"])
+        in graph.get(AssetKey(["cats", "near_stars"])).parent_keys
+    )
+    result = materialize([stars], instance=instance)  # the definitions' project resource
+    assert result.success
+    [mat] = result.asset_materializations_for_node(stars.node_def.name)
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["rows"] == 2 and meta["columns"] == ["id", "ra", "dec", "kind"]
+    stored = pq.read_table(meta["path"])
+    assert sorted(stored["id"].to_pylist()) == ["a", "b"]
+
+
+def test_a_catalog_with_bad_rows_fails_its_asset_with_the_report(tmp_path, alerts_copy, instance):
+    _, stars = catalog_project(tmp_path, alerts_copy, "a,10.0,1.0,RRAB\nb,361.0,-5.0,M\n")
+    result = materialize([stars], instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert "1 with ra missing or outside [0, 360)" in message and "id='b'" in message

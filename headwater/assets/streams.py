@@ -28,6 +28,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from headwater.assets.catalogs import catalog_key, catalogs_used
 from headwater.batch import Batch, batch_id_for
 from headwater.errors import HeadwaterError
 from headwater.lake import QUARANTINE
@@ -75,7 +76,8 @@ def build_stream_assets(spec: LoadedSpec):
     specs = [
         AssetSpec(
             asset_key(spec, s.name),
-            deps=[asset_key(spec, s.parent)] if s.parent else [],
+            deps=([asset_key(spec, s.parent)] if s.parent else [])
+            + [catalog_key(spec, c) for c in catalogs_used(spec, s.name)],
             description=s.description or f"Stream {s.name} of pipeline {spec.name}.",
             group_name=spec.name,
             kinds={k.name for k in s.sinks if k.name in ("parquet", "duckdb")} or None,

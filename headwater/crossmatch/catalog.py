@@ -9,9 +9,10 @@ not used. A watchlist is a catalog whose rows may carry their own match radius.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +24,14 @@ from pydantic import Field
 from headwater.config import ComponentConfig
 from headwater.crossmatch.zones import ZoneIndex
 from headwater.errors import HeadwaterError
+from headwater.sinks.parquet import write_atomically
 
+#: The lake folder (beside the streams) holding a pipeline's validated catalogs.
+CATALOGS = "_catalogs"
 #: How many bad rows a validation report quotes.
 EXAMPLES = 5
+#: Zone height of a stored catalog's order when its spec names none (the matcher's minimum).
+STORED_ZONE_ARCSEC = 30.0
 
 
 class CatalogError(HeadwaterError):
@@ -194,10 +200,33 @@ class CatalogStore:
     """A pipeline's catalogs, loaded on first use and reloaded when their file changes, so an
     edited watchlist takes effect on the next batch."""
 
-    def __init__(self, specs: dict[str, CatalogSpec], base_dir: Path):
+    def __init__(self, specs: dict[str, CatalogSpec], base_dir: Path, store: Path | None = None):
         self.specs = specs
         self.base_dir = base_dir
+        self.store = store  # where materialize writes validated copies
         self._loaded: dict[str, tuple[tuple[int, int], Catalog]] = {}
+
+    def materialize(self, name: str) -> dict[str, Any]:
+        """Validate the catalog and store its validated table (id, ra, dec, [radius], carried
+        columns) as Parquet, sorted by declination zone then ra, the matcher's order; return
+        what was done, for the asset's metadata. Raises :class:`CatalogError` if invalid."""
+        if self.store is None:
+            raise CatalogError(f"catalog {name!r}: this pipeline has nowhere to store catalogs")
+        started = time.perf_counter()
+        catalog = self.get(name)
+        height = catalog.zone_height_arcsec or STORED_ZONE_ARCSEC
+        index = catalog.index(height / 3600.0)
+        path = self.store / f"{name}.parquet"
+        size = write_atomically(path, catalog.table.take(pa.array(index.rows)), compression="zstd")
+        return {
+            "rows": len(catalog),
+            "columns": catalog.table.column_names,
+            "source": str(catalog.source),
+            "path": str(path),
+            "bytes": size,
+            "zone_height_arcsec": height,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
 
     def path(self, name: str) -> Path:
         p = Path(self.specs[name].path).expanduser()
