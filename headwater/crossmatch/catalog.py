@@ -150,7 +150,21 @@ def _read_astropy(path: Path, kind: str) -> pa.Table:
             "(pip install 'headwater[fits]')"
         ) from exc
     data = Table.read(path, format="fits" if kind == "fits" else "votable")
-    return pa.table({name: np.asarray(data[name]) for name in data.colnames})
+    return pa.table({name: _arrow_column(data[name]) for name in data.colnames})
+
+
+def _arrow_column(column) -> pa.Array:
+    """An astropy column as Arrow: native byte order (FITS is big-endian), text as str,
+    masked cells as nulls."""
+    mask = np.asarray(column.mask) if getattr(column, "mask", None) is not None else None
+    values = np.asarray(column)
+    if values.dtype.kind == "S":
+        values = np.char.decode(values, "utf-8")
+    if values.dtype.kind == "U":
+        return pa.array(values.tolist(), pa.string(), mask=mask)
+    if values.dtype.byteorder not in ("=", "|"):
+        values = values.astype(values.dtype.newbyteorder("="))
+    return pa.array(values, mask=mask)
 
 
 def _degrees(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -211,3 +211,31 @@ def test_a_missing_catalog_file_fails_at_load_naming_the_key(tmp_path, alerts):
 def test_bad_crossmatch_settings_fail_at_load(tmp_path, alerts, extra, expected):
     with pytest.raises(SpecError, match=expected):
         pipeline(tmp_path, alerts, extra)
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [(".fits", "fits"), (".xml", "votable")])
+def test_fits_and_votable_catalogs_are_read_through_astropy(tmp_path, suffix, fmt):
+    table_mod = pytest.importorskip("astropy.table")
+    stars = table_mod.Table(
+        {"name": ["a", "b"], "RAJ2000": [10.0, 350.5], "DEJ2000": [1.0, -5.0], "V": [9.5, 11.0]}
+    )
+    path = tmp_path / f"stars{suffix}"
+    stars.write(path, format=fmt)
+    spec = CatalogSpec(path=str(path), id="name", ra="RAJ2000", dec="DEJ2000", columns=["V"])
+    catalog = CatalogStore({"s": spec}, tmp_path).get("s")
+    assert catalog.table["id"].to_pylist() == ["a", "b"]
+    assert catalog.table["ra"].to_pylist() == [10.0, 350.5]
+    assert catalog.table["V"].to_pylist() == [9.5, 11.0]
+
+
+def test_a_masked_position_in_a_votable_is_reported_as_missing(tmp_path):
+    table_mod = pytest.importorskip("astropy.table")
+    ra = table_mod.MaskedColumn([10.0, 20.0], name="ra", mask=[False, True])
+    stars = table_mod.Table(
+        [table_mod.Column(["a", "b"], name="id"), ra, table_mod.Column([1.0, 2.0], name="dec")]
+    )
+    path = tmp_path / "stars.xml"
+    stars.write(path, format="votable")
+    store = CatalogStore({"s": CatalogSpec(path=str(path), id="id")}, tmp_path)
+    with pytest.raises(CatalogError, match=r"1 with ra missing .* id='b'"):
+        store.get("s")
