@@ -30,6 +30,8 @@ from headwater.sinks.parquet import write_atomically
 CATALOGS = "_catalogs"
 #: How many bad rows a validation report quotes.
 EXAMPLES = 5
+#: Schema metadata key of a stored catalog: what it was made from.
+STAMP_KEY = "headwater.catalog.made_from"
 #: Zone height of a stored catalog's order when its spec names none (the matcher's minimum).
 STORED_ZONE_ARCSEC = 30.0
 
@@ -231,11 +233,13 @@ class CatalogStore:
         height = catalog.zone_height_arcsec or STORED_ZONE_ARCSEC
         index = catalog.index(height / 3600.0)
         path = self.store / f"{name}.parquet"
-        size = write_atomically(path, catalog.table.take(pa.array(index.rows)), compression="zstd")
+        ordered = catalog.table.take(pa.array(index.rows))
+        ordered = ordered.replace_schema_metadata({STAMP_KEY: self._stamp_of(name)})
+        size = write_atomically(path, ordered, compression="zstd")
         return {
             "rows": len(catalog),
             "columns": catalog.table.column_names,
-            "source": str(catalog.source),
+            "source": str(self.path(name)),
             "path": str(path),
             "bytes": size,
             "zone_height_arcsec": height,
@@ -258,5 +262,26 @@ class CatalogStore:
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._loaded.get(name)
         if cached is None or cached[0] != stamp:
-            cached = self._loaded[name] = (stamp, load_catalog(name, self.specs[name], path))
+            catalog = self._stored(name) or load_catalog(name, self.specs[name], path)
+            cached = self._loaded[name] = (stamp, catalog)
         return cached[1]
+
+    def _stamp_of(self, name: str) -> str:
+        """What a stored copy was made from: the source file's mtime and size, and the spec."""
+        st = self.path(name).stat()
+        return f"{st.st_mtime_ns}:{st.st_size}:{self.specs[name].model_dump_json()}"
+
+    def _stored(self, name: str) -> Catalog | None:
+        """The materialized copy, if it was made from the file and spec as they are now: it
+        is validated already, and in zone order (indexing it is a linear pass)."""
+        copy = self.store / f"{name}.parquet" if self.store is not None else None
+        if copy is None or not copy.is_file():
+            return None
+        try:
+            meta = pq.read_schema(copy).metadata or {}
+            if meta.get(STAMP_KEY.encode()) != self._stamp_of(name).encode():
+                return None
+            table = pq.read_table(copy).replace_schema_metadata(None)
+        except (OSError, pa.ArrowInvalid):
+            return None  # unreadable copy: the source file is the truth
+        return Catalog(name, table, copy, self.specs[name].zone_height_arcsec)

@@ -59,7 +59,8 @@ class ZoneIndex:
         nzones = int(np.ceil(180.0 / zone_height_deg))
         zone = np.clip(np.floor((dec + 90.0) / zone_height_deg), 0, nzones - 1)
         keys = zone * 360.0 + ra
-        rows = np.argsort(keys, kind="stable")
+        in_order = bool(np.all(keys[1:] >= keys[:-1]))  # a stored catalog is, already
+        rows = np.arange(len(keys)) if in_order else np.argsort(keys)
         dec_r = np.radians(dec[rows])
         return cls(zone_height_deg, keys[rows], rows, np.radians(ra[rows]), dec_r, np.cos(dec_r))
 

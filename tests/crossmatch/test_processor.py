@@ -239,3 +239,19 @@ def test_a_masked_position_in_a_votable_is_reported_as_missing(tmp_path):
     store = CatalogStore({"s": CatalogSpec(path=str(path), id="id")}, tmp_path)
     with pytest.raises(CatalogError, match=r"1 with ra missing .* id='b'"):
         store.get("s")
+
+
+def test_a_materialized_catalog_is_used_while_its_file_and_spec_are_unchanged(tmp_path):
+    path = small_catalog(tmp_path, [(1, 10.0, 0.0), (2, 350.0, -5.0)], header="id,ra,dec")
+    spec = CatalogSpec(path=str(path), id="id")
+    store = CatalogStore({"c": spec}, tmp_path, tmp_path / "stored")
+    meta = store.materialize("c")
+    assert meta["rows"] == 2 and meta["source"] == str(path)
+    fresh = CatalogStore({"c": spec}, tmp_path, tmp_path / "stored")  # another process
+    assert fresh.get("c").source == tmp_path / "stored" / "c.parquet"
+    assert sorted(fresh.get("c").table["id"].to_pylist()) == [1, 2]
+    other = CatalogStore({"c": CatalogSpec(path=str(path))}, tmp_path, tmp_path / "stored")
+    assert other.get("c").source == path  # another spec: the copy does not apply
+    small_catalog(tmp_path, [(1, 10.0, 0.0), (2, 350.0, -5.0), (3, 1.0, 1.0)], header="id,ra,dec")
+    again = CatalogStore({"c": spec}, tmp_path, tmp_path / "stored")
+    assert again.get("c").source == path and len(again.get("c")) == 3  # the file changed
