@@ -64,6 +64,7 @@ def astropy_pairs(q_ra, q_dec, c_ra, c_dec, radius_arcsec):
 def assert_same(pairs, expected):
     keys = zip(pairs.query.tolist(), pairs.catalog.tolist(), strict=True)
     got = dict(zip(keys, pairs.arcsec, strict=True))
+    assert len(got) == len(pairs)  # no pair found twice (overlapping windows)
     assert set(got) == set(expected)
     for key, arcsec in expected.items():
         assert abs(got[key] - arcsec) < 1e-6, key
