@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from headwater.arrow import column_path
 from headwater.config import ComponentConfig
+from headwater.errors import HeadwaterError, ProcessorError
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import rejects
 
@@ -52,9 +53,18 @@ class CrossmatchConfig(ComponentConfig):
         default="column",
         description="column: a list of matches on each alert; matches: one row per match.",
     )
-    ra: str = Field(default="candidate.ra", description="Path of the alert's ra (degrees).")
-    dec: str = Field(default="candidate.dec", description="Path of the alert's dec (degrees).")
-    id: str = Field(default="candid", description="Path of the alert's id.")
+    ra: str | None = Field(
+        default=None,
+        description="Path of the alert's ra (degrees); default candidate.ra (ZTF) or "
+        "diaSource.ra (Rubin), whichever the alerts have.",
+    )
+    dec: str | None = Field(
+        default=None, description="Path of the alert's dec; default candidate.dec or diaSource.dec."
+    )
+    id: str | None = Field(
+        default=None,
+        description="Path of the alert's id; default candid (ZTF), diaSourceId or alertId (Rubin).",
+    )
     column: str | None = Field(
         default=None, description="Name of the list column; default <catalog>_matches."
     )
@@ -66,11 +76,43 @@ class CrossmatchConfig(ComponentConfig):
         return self
 
 
+#: Where ZTF and Rubin alerts keep what the match needs, tried in this order.
+DEFAULT_PATHS = {
+    "ra": ("candidate.ra", "diaSource.ra"),
+    "dec": ("candidate.dec", "diaSource.dec"),
+    "id": ("candid", "diaSourceId", "alertId"),
+}
+
+
+def _paths(table: pa.Table, c: CrossmatchConfig) -> CrossmatchConfig:
+    """The config with ra, dec and id paths filled in from what the alerts have."""
+    chosen = {}
+    for key, options in DEFAULT_PATHS.items():
+        if getattr(c, key) is not None:
+            continue
+        found = next((p for p in options if _has(table, p)), None)
+        if found is None:
+            raise ProcessorError(
+                f"crossmatch {c.catalog}: the alerts have none of {', '.join(options)}; "
+                f"set {key}: to the path of the alert's {key}"
+            )
+        chosen[key] = found
+    return c.model_copy(update=chosen)
+
+
+def _has(table: pa.Table, path: str) -> bool:
+    try:
+        column_path(table, path)
+    except HeadwaterError:
+        return False
+    return True
+
+
 class Crossmatch(Processor):
     Config = CrossmatchConfig
 
     def process(self, table: pa.Table) -> Processed:
-        c: CrossmatchConfig = self.config
+        c: CrossmatchConfig = _paths(table, self.config)
         catalog = self.ctx.catalogs.get(c.catalog)
         ra = column_path(table, c.ra).cast(pa.float64())
         dec = column_path(table, c.dec).cast(pa.float64())

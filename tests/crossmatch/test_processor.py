@@ -10,7 +10,7 @@ import pytest
 
 from headwater.crossmatch.catalog import CatalogError, CatalogSpec, CatalogStore
 from headwater.crossmatch.zones import ZoneIndex
-from headwater.errors import SpecError
+from headwater.errors import ProcessorError, SpecError
 from headwater.pipeline import Pipeline
 from headwater.processors.crossmatch import Crossmatch, CrossmatchConfig
 from headwater.spec import load_spec
@@ -255,3 +255,37 @@ def test_a_materialized_catalog_is_used_while_its_file_and_spec_are_unchanged(tm
     small_catalog(tmp_path, [(1, 10.0, 0.0), (2, 350.0, -5.0), (3, 1.0, 1.0)], header="id,ra,dec")
     again = CatalogStore({"c": spec}, tmp_path, tmp_path / "stored")
     assert again.get("c").source == path and len(again.get("c")) == 3  # the file changed
+
+
+def test_rubin_alerts_are_matched_on_dia_source_by_default(tmp_path):
+    from headwater.decoders.avro import AvroConfig, AvroDecoder
+    from tests.conftest import raw_from_files
+
+    files = sorted((SAMPLES / "lsst" / "wire").rglob("*.avro"))
+    schemas = {
+        "path": str(SAMPLES / "lsst" / "schema"),
+        "pattern": "{major}/{minor}/lsst.v{major}_{minor}.alert.avsc",
+    }
+    xm = processor(tmp_path, {"path": str(tmp_path / "cat.csv"), "id": "id"}, radius_arcsec=1)
+    decoder = AvroDecoder(AvroConfig(framing="confluent", schemas=schemas), xm.ctx)
+    alerts = decoder.decode(raw_from_files(files)).table
+    ra = alerts["diaSource"].combine_chunks().field("ra").to_pylist()
+    dec = alerts["diaSource"].combine_chunks().field("dec").to_pylist()
+    # a catalog with a star 0.5" north of the first alert's source, and one far away
+    small_catalog(
+        tmp_path, [("star", ra[0], dec[0] + 0.5 / 3600), ("far", 1.0, 1.0)], "cat.csv", "id,ra,dec"
+    )
+    out = xm(alerts).table
+    [match] = out["c_matches"].to_pylist()[0]
+    assert match["source_id"] == "star"
+    assert match["alert_ra"] == pytest.approx(ra[0]) and match["alert_dec"] == pytest.approx(dec[0])
+    assert match["distance_arcsec"] == pytest.approx(0.5, abs=1e-6)
+    id_path = "diaSourceId" if "diaSourceId" in alerts.column_names else "alertId"
+    assert match["alert_id"] == alerts[id_path][0].as_py()
+
+
+def test_alerts_without_a_known_position_column_name_the_setting_to_fix(tmp_path):
+    path = small_catalog(tmp_path, [(1, 10.0, 0.0, 5)])
+    xm = processor(tmp_path, {"path": str(path)}, radius_arcsec=5)
+    with pytest.raises(ProcessorError, match=r"none of candidate\.ra, diaSource\.ra; set ra:"):
+        xm(pa.table({"x": [1.0]}))
