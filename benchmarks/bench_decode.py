@@ -22,27 +22,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing as mp
 import os
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples" / "ztf" / "alerts"
+from common import REPO, in_fresh_processes, ztf_messages
+
 CASES = {
     "fastavro per message (baseline)": ("fastavro-dicts", None),
     "headwater, fastavro engine": ("fastavro", None),
     "headwater, compiled, 1 core": ("compiled", 1),
     "headwater, compiled, all cores": ("compiled", None),
 }
-
-
-def messages(n: int) -> list[bytes]:
-    data = [f.read_bytes() for f in sorted(SAMPLES.rglob("*.avro"))]
-    return [data[i % len(data)] for i in range(n)]
 
 
 def case(engine: str, cores: int | None, cutouts: str, n: int, batch: int, out) -> None:
@@ -57,7 +50,7 @@ def case(engine: str, cores: int | None, cutouts: str, n: int, batch: int, out) 
     if cores:  # the workers, spawned later, inherit the pinning
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
         avro_pool._POOL = avro_pool.CompiledPool(workers=cores)
-    msgs = messages(n)
+    msgs = ztf_messages(n)
     ctx = Context("bench", "bench", REPO, Lake(Path(tempfile.mkdtemp(prefix="hw-bench-"))))
     config = AvroConfig(cutouts=cutouts, engine="fastavro" if engine != "compiled" else engine)
     decoder = AvroDecoder(config, ctx)
@@ -84,17 +77,7 @@ def case(engine: str, cores: int | None, cutouts: str, n: int, batch: int, out) 
 
 def measure(name: str, cutouts: str, args) -> tuple[float, float]:
     engine, cores = CASES[name]
-    rates, peaks = [], []
-    ctx = mp.get_context("spawn")
-    for _ in range(args.repeats):
-        q = ctx.Queue()
-        p = ctx.Process(target=case, args=(engine, cores, cutouts, args.alerts, args.batch, q))
-        p.start()
-        rate, peak = q.get()
-        p.join()
-        rates.append(rate)
-        peaks.append(peak)
-    return statistics.median(rates), max(peaks)
+    return in_fresh_processes(case, (engine, cores, cutouts, args.alerts, args.batch), args.repeats)
 
 
 def main() -> None:

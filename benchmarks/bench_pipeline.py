@@ -14,20 +14,13 @@ import argparse
 import io
 import multiprocessing as mp
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples" / "ztf" / "alerts"
+from common import REPO, in_fresh_processes, ztf_messages
+
 QUERY = "select * from batch where candidate.rb > 0.65 and candidate.magpsf < 19"
-
-
-def messages(n: int) -> list[bytes]:
-    files = sorted(SAMPLES.rglob("*.avro"))
-    data = [f.read_bytes() for f in files]
-    return [data[i % len(data)] for i in range(n)]
 
 
 def case(name: str, cutouts: str, n: int, batch: int, out: mp.Queue) -> None:
@@ -42,7 +35,7 @@ def case(name: str, cutouts: str, n: int, batch: int, out: mp.Queue) -> None:
     from headwater.sinks.base import Target
     from headwater.sinks.parquet import ParquetConfig, ParquetSink
 
-    msgs = messages(n)
+    msgs = ztf_messages(n)
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-"))
     ctx = Context("bench", "bench", REPO, Lake(tmp))
     decoder = AvroDecoder(AvroConfig(cutouts=cutouts), ctx)
@@ -76,17 +69,7 @@ def case(name: str, cutouts: str, n: int, batch: int, out: mp.Queue) -> None:
 
 
 def measure(name: str, cutouts: str, n: int, batch: int, repeats: int) -> tuple[float, float]:
-    rates, peaks = [], []
-    ctx = mp.get_context("spawn")
-    for _ in range(repeats):
-        q = ctx.Queue()
-        p = ctx.Process(target=case, args=(name, cutouts, n, batch, q))
-        p.start()
-        rate, peak = q.get()
-        p.join()
-        rates.append(rate)
-        peaks.append(peak)
-    return statistics.median(rates), max(peaks)
+    return in_fresh_processes(case, (name, cutouts, n, batch), repeats)
 
 
 def main() -> None:
