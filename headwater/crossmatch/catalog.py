@@ -175,25 +175,39 @@ def _degrees(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.float64())
 
 
+def position_faults(ra: pa.ChunkedArray, dec: pa.ChunkedArray) -> dict[str, np.ndarray]:
+    """Rows whose position cannot be matched, by fault (boolean masks; NaN is outside):
+    the same rules for catalog entries and for alerts."""
+    ra_n = ra.to_numpy(zero_copy_only=False).astype(np.float64)
+    dec_n = dec.to_numpy(zero_copy_only=False).astype(np.float64)
+    ra_null = pc.is_null(ra).to_numpy(zero_copy_only=False)
+    dec_null = pc.is_null(dec).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        return {
+            "ra is missing": ra_null,
+            "dec is missing": dec_null,
+            "ra is outside [0, 360)": ~ra_null & ~((ra_n >= 0.0) & (ra_n < 360.0)),
+            "dec is outside [-90, 90]": ~dec_null & ~((dec_n >= -90.0) & (dec_n <= 90.0)),
+        }
+
+
 def _faults(table: pa.Table) -> str:
     """'' if every row is good, else what is wrong: counts and the first examples."""
-    ra, dec, ids = table["ra"], table["dec"], table["id"]
+    ids = table["id"]
+    where = position_faults(table["ra"], table["dec"])
     checks = {
-        "ra missing or outside [0, 360)": pc.invert(
-            pc.fill_null(pc.and_(pc.greater_equal(ra, 0.0), pc.less(ra, 360.0)), False)
-        ),
-        "dec missing or outside [-90, 90]": pc.invert(
-            pc.fill_null(pc.and_(pc.greater_equal(dec, -90.0), pc.less_equal(dec, 90.0)), False)
-        ),
-        "id missing": pc.is_null(ids),
+        "ra missing or outside [0, 360)": where["ra is missing"] | where["ra is outside [0, 360)"],
+        "dec missing or outside [-90, 90]": where["dec is missing"]
+        | where["dec is outside [-90, 90]"],
+        "id missing": pc.is_null(ids).to_numpy(zero_copy_only=False),
     }
     if "radius" in table.column_names:
         checks["radius not above 0"] = pc.invert(
             pc.fill_null(pc.greater(table["radius"], 0.0), True)  # empty: the default radius
-        )
+        ).to_numpy(zero_copy_only=False)
     parts = []
     for what, bad in checks.items():
-        rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+        rows = np.flatnonzero(bad)
         if len(rows):
             parts.append(f"{len(rows)} with {what} (rows {_examples(rows, table)})")
     counts = pc.value_counts(ids)
@@ -234,7 +248,9 @@ class CatalogStore:
         index = catalog.index(height / 3600.0)
         path = self.store / f"{name}.parquet"
         ordered = catalog.table.take(pa.array(index.rows))
-        ordered = ordered.replace_schema_metadata({STAMP_KEY: self._stamp_of(name)})
+        # stamped with what was validated, not with the file as it may be by now
+        made_from = self._made_from(name, self._loaded[name][0])
+        ordered = ordered.replace_schema_metadata({STAMP_KEY: made_from})
         size = write_atomically(path, ordered, compression="zstd")
         return {
             "rows": len(catalog),
@@ -262,16 +278,15 @@ class CatalogStore:
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._loaded.get(name)
         if cached is None or cached[0] != stamp:
-            catalog = self._stored(name) or load_catalog(name, self.specs[name], path)
+            catalog = self._stored(name, stamp) or load_catalog(name, self.specs[name], path)
             cached = self._loaded[name] = (stamp, catalog)
         return cached[1]
 
-    def _stamp_of(self, name: str) -> str:
+    def _made_from(self, name: str, stamp: tuple[int, int]) -> str:
         """What a stored copy was made from: the source file's mtime and size, and the spec."""
-        st = self.path(name).stat()
-        return f"{st.st_mtime_ns}:{st.st_size}:{self.specs[name].model_dump_json()}"
+        return f"{stamp[0]}:{stamp[1]}:{self.specs[name].model_dump_json()}"
 
-    def _stored(self, name: str) -> Catalog | None:
+    def _stored(self, name: str, stamp: tuple[int, int]) -> Catalog | None:
         """The materialized copy, if it was made from the file and spec as they are now: it
         is validated already, and in zone order (indexing it is a linear pass)."""
         copy = self.store / f"{name}.parquet" if self.store is not None else None
@@ -279,7 +294,7 @@ class CatalogStore:
             return None
         try:
             meta = pq.read_schema(copy).metadata or {}
-            if meta.get(STAMP_KEY.encode()) != self._stamp_of(name).encode():
+            if meta.get(STAMP_KEY.encode()) != self._made_from(name, stamp).encode():
                 return None
             table = pq.read_table(copy).replace_schema_metadata(None)
         except (OSError, pa.ArrowInvalid):

@@ -15,11 +15,11 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from headwater.arrow import column_path
 from headwater.config import ComponentConfig
+from headwater.crossmatch.catalog import position_faults
 from headwater.errors import HeadwaterError, ProcessorError
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import rejects
@@ -148,21 +148,9 @@ class Crossmatch(Processor):
 
 
 def _bad_positions(ra: pa.ChunkedArray, dec: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows cannot be matched, and why (an empty reason for good rows)."""
-    ra_n = ra.to_numpy(zero_copy_only=False).astype(np.float64)
-    dec_n = dec.to_numpy(zero_copy_only=False).astype(np.float64)
-    ra_null = pc.is_null(ra).to_numpy(zero_copy_only=False)
-    dec_null = pc.is_null(dec).to_numpy(zero_copy_only=False)
-    with np.errstate(invalid="ignore"):
-        ra_out = ~ra_null & ~((ra_n >= 0.0) & (ra_n < 360.0))
-        dec_out = ~dec_null & ~((dec_n >= -90.0) & (dec_n <= 90.0))
-    reasons = np.full(len(ra_n), "", dtype=object)
-    for mask, why in (
-        (ra_null, "ra is missing"),
-        (dec_null, "dec is missing"),
-        (ra_out, "ra is outside [0, 360)"),
-        (dec_out, "dec is outside [-90, 90]"),
-    ):
+    """Which rows cannot be matched, and why (the first fault; empty for good rows)."""
+    reasons = np.full(len(ra), "", dtype=object)
+    for why, mask in position_faults(ra, dec).items():
         reasons[mask & (reasons == "")] = why
     return reasons != "", reasons
 
