@@ -49,6 +49,7 @@ class StreamReport:
     quarantined: int = 0
     seconds: float = 0.0
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # what its processors reported
 
 
 @dataclass
@@ -78,6 +79,7 @@ class BatchReport:
                     "quarantined": s.quarantined,
                     "seconds": round(s.seconds, 6),
                     "outputs": s.outputs,
+                    **({"metadata": s.metadata} if s.metadata else {}),
                 }
                 for s in self.streams.values()
             },
@@ -244,11 +246,13 @@ class Pipeline:
             t0 = time.perf_counter()
             table = decoded if stream.parent is None else outputs[stream.parent]
             rows_in = table.num_rows
+            metadata: dict[str, Any] = {}
             for processor in self.processors[stream.name]:
                 if not has_payload(table):  # nothing was decoded: no columns to work on
                     break
                 result = processor(table)
                 quarantine.add("process", stream.name, result.rejects)
+                metadata.update(result.metadata)
                 table = result.table
             outputs[stream.name] = table
             report.streams[stream.name] = StreamReport(
@@ -257,6 +261,7 @@ class Pipeline:
                 table.num_rows,
                 quarantine.count(stream.name),
                 time.perf_counter() - t0,
+                metadata=metadata,
             )
         return outputs
 

@@ -8,7 +8,9 @@ recorded in its window — so re-materializing a window from the UI replays exac
 
 # no `from __future__ import annotations`: Dagster reads these annotations at runtime
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -174,6 +176,7 @@ def materializations(spec: LoadedSpec, reports: list[BatchReport]):
             "seconds": round(seconds, 3),
             "rows_per_second": round(rows_in / seconds, 1) if seconds else 0.0,
         }
+        meta.update(_processor_meta([r.streams[s.name].metadata for r in reports]))
         if paths and paths[0]:
             meta["path"] = (
                 MetadataValue.path(paths[0]) if len(paths) == 1 else MetadataValue.json(paths)
@@ -191,6 +194,29 @@ def materializations(spec: LoadedSpec, reports: list[BatchReport]):
             "paths": MetadataValue.json(q_paths),
         },
     )
+
+
+def _processor_meta(per_batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the stream's processors reported: as is for one batch, else a list per batch."""
+    per_batch = [m for m in per_batch if m]
+    if len(per_batch) != 1:
+        return {"processors": MetadataValue.json(per_batch)} if per_batch else {}
+    out: dict[str, Any] = {}
+    for key, value in per_batch[0].items():
+        if key == "heatmap":
+            out[key] = MetadataValue.path(value)
+            out["heatmap_image"] = MetadataValue.md(_inline_png(value))
+        elif isinstance(value, dict | list):
+            out[key] = MetadataValue.json(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _inline_png(path: str) -> str:
+    """The PNG as Markdown the web UI shows inline (a data URI: no file server needed)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"![host load before and after the moves](data:image/png;base64,{data})"
 
 
 def _batch_meta(reports: list[BatchReport]) -> dict[str, Any]:

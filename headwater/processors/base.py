@@ -7,7 +7,8 @@ stream. A processor may refuse malformed rows; they go to the quarantine with th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -22,6 +23,8 @@ class Processed:
 
     table: pa.Table
     rejects: pa.Table
+    #: Figures about the batch (JSON values), shown as the stream asset's metadata.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Processor(Component):

@@ -1,0 +1,198 @@
+"""Collectors build the cluster model's placement, as Watcher's cluster data model collectors do:
+a full rebuild every ``period`` batches, incremental updates from event notifications in
+between. Found by name in the entry-point group ``headwater.collectors``.
+
+The built-in ``usage`` collector:
+
+- **rebuild**: a container is where its usage rows say, unless the connector's log says it
+  was moved there since (a move logged at tick ``t`` applies from ``t + 1``);
+- **incremental**: a container is where the previous batch left it, then moved by the log;
+  usage rows only bring numbers (a container seen for the first time is placed where its
+  row says, and counted as discovered);
+- **events** (both modes): rows whose event type matches a pattern start a container on a
+  host, stop it, or move it, from the event's tick on. Events matching no pattern are
+  ignored and counted.
+
+The state a batch leaves (where every container is at its last tick) is stored per window
+end in the lake, so a rerun of a batch starts from the same state as its first run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from headwater.component import Component
+from headwater.config import ComponentConfig
+
+STOPPED = ""  # the host of a stopped container
+
+
+class EventPatterns(ComponentConfig):
+    started: list[str] = Field(default=["container.started", "*.create.end"])
+    stopped: list[str] = Field(default=["container.stopped", "*.delete.end"])
+    moved: list[str] = Field(default=["container.moved", "*.migration.end"])
+
+
+class UsageCollectorConfig(ComponentConfig):
+    period: int = Field(
+        default=1, ge=1, description="Full rebuild every this many batches; incremental between."
+    )
+    event_column: str = Field(default="event_type", description="Column naming an event's type.")
+    events: EventPatterns = Field(
+        default_factory=EventPatterns, description="Event types (glob patterns) per kind."
+    )
+
+
+@dataclass
+class State:
+    end: int  # first tick after the window this state closes
+    since_rebuild: int = 0
+    placement: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Collected:
+    row_host: np.ndarray  # (rows,) host per usage row, STOPPED where the container had stopped
+    placement: dict[str, str]  # running containers at the window's end
+    state: State
+    notes: dict[str, Any]
+
+
+@dataclass
+class Changes:
+    """Host changes: container, tick from which it applies, new host (STOPPED: stopped)."""
+
+    container: list[np.ndarray] = field(default_factory=list)
+    tick: list[np.ndarray] = field(default_factory=list)
+    host: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, container: Any, tick: Any, host: Any) -> None:
+        self.container.append(np.asarray(container, dtype=object))
+        self.tick.append(np.asarray(tick, dtype=np.int64))
+        self.host.append(np.asarray(host, dtype=object))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.container:
+            empty = np.array([], dtype=object)
+            return empty, np.array([], dtype=np.int64), empty
+        return (
+            np.concatenate(self.container),
+            np.concatenate(self.tick),
+            np.concatenate(self.host),
+        )
+
+
+class Collector(Component):
+    Config = UsageCollectorConfig
+
+    def collect(
+        self,
+        rows: dict[str, np.ndarray],
+        events: dict[str, np.ndarray],
+        previous: State | None,
+        applied: list[dict[str, Any]],
+    ) -> Collected:
+        raise NotImplementedError
+
+
+class UsageCollector(Collector):
+    def collect(self, rows, events, previous, applied) -> Collected:
+        end = (
+            int(rows["tick"].max()) + 1 if len(rows["tick"]) else (previous.end if previous else 0)
+        )
+        rebuild = previous is None or previous.since_rebuild + 1 >= self.config.period
+        changes = Changes()
+        if not rebuild:
+            base = previous.placement
+            changes.add(list(base), np.full(len(base), np.iinfo(np.int64).min), list(base.values()))
+        moves = [m for m in applied if m["time"] + 1 < end]
+        if moves:
+            changes.add(
+                [m["container_name"] for m in moves],
+                [m["time"] + 1 for m in moves],
+                [m["new_host"] for m in moves],
+            )
+        counts = self._events(events, changes, end)
+        row_host, last = resolve(rows, changes)
+        placement = {c: h for c, h in last.items() if h != STOPPED}
+        discovered = 0 if rebuild else len(set(rows["container"]) - set(previous.placement))
+        state = State(end, 0 if rebuild else previous.since_rebuild + 1, placement)
+        notes = {
+            "mode": "rebuild" if rebuild else "incremental",
+            "discovered": discovered,
+            **counts,
+        }
+        return Collected(row_host, placement, state, notes)
+
+    def _events(self, events: dict[str, np.ndarray], changes: Changes, end: int) -> dict[str, int]:
+        types, which = np.unique(events["type"].astype(str), return_inverse=True)
+        kind = np.array([self._kind(t) for t in types] or [""], dtype=object)[which]
+        use = (kind != "") & (events["tick"] < end)
+        host = np.where(kind == "stopped", STOPPED, events["host"])
+        if use.any():
+            changes.add(events["container"][use], events["tick"][use], host[use])
+        return {
+            "events_applied": int(use.sum()),
+            "events_ignored": int((kind == "").sum()),
+        }
+
+    def _kind(self, event_type: str) -> str:
+        for kind in ("started", "stopped", "moved"):
+            if any(fnmatch.fnmatchcase(event_type, p) for p in getattr(self.config.events, kind)):
+                return kind
+        return ""
+
+
+def resolve(rows: dict[str, np.ndarray], changes: Changes) -> tuple[np.ndarray, dict[str, str]]:
+    """Each row's host (the last change at or before its tick, else the row's own host) and
+    each container's host at its last entry. One sort over changes and rows together."""
+    cc, ct, ch = changes.arrays()
+    n_changes = len(cc)
+    container = np.concatenate([cc, rows["container"]]).astype(str)
+    tick = np.concatenate([ct, rows["tick"].astype(np.int64)])
+    host = np.concatenate([ch, rows["host"]]).astype(object)
+    is_row = np.r_[np.zeros(n_changes, dtype=bool), np.ones(len(rows["container"]), dtype=bool)]
+    order = np.lexsort((np.arange(len(tick)), is_row, tick, container))  # changes first at a tick
+    c_sorted, change_at = container[order], np.where(~is_row[order], np.arange(len(order)), -1)
+    last_change = np.maximum.accumulate(change_at)
+    starts = np.r_[0, np.flatnonzero(c_sorted[1:] != c_sorted[:-1]) + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    effective = np.where(last_change >= group_start, host[order][last_change], host[order])
+    row_host = np.empty(len(rows["container"]), dtype=object)
+    rows_sorted = is_row[order]
+    row_host[order[rows_sorted] - n_changes] = effective[rows_sorted]
+    ends = np.r_[starts[1:], len(order)] - 1
+    return row_host, dict(zip(c_sorted[ends], effective[ends], strict=True))
+
+
+class StateStore:
+    """Collector states of one stream, one small JSON file per window end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def latest(self, at_most: int) -> State | None:
+        """The state of the last window ending at or before ``at_most``."""
+        if not self.folder.is_dir():
+            return None
+        ends = [int(p.stem.split("-")[1]) for p in self.folder.glob("state-*.json")]
+        ends = [e for e in ends if e <= at_most]
+        if not ends:
+            return None
+        data = json.loads((self.folder / f"state-{max(ends):020d}.json").read_text())
+        return State(data["end"], data["since_rebuild"], data["placement"])
+
+    def save(self, state: State) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"state-{state.end:020d}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.__dict__, sort_keys=True))
+        os.replace(tmp, path)

@@ -1,0 +1,174 @@
+"""Connectors: where moves are applied, and where the collector learns which were.
+
+``file`` appends to a moves log in HOTS's JSON-lines format
+(``{"container_name", "old_host", "new_host", "time"}``); ``kafka`` publishes the same
+records to a topic. Either way the log is the record of what was applied: the next batch's
+model reads it back (the closed loop HOTS's file connector simulates). A move logged at
+``time`` applies from the next tick on.
+
+Applying is idempotent per decision tick: the moves of a tick replace any logged earlier
+for the same tick (a rerun of a batch), and applying the same moves again reports
+``unchanged``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from headwater.config import ComponentConfig
+from headwater.errors import HeadwaterError, SinkError
+
+MOVE_KEYS = ("container_name", "old_host", "new_host", "time")
+
+
+class ConnectorConfig(ComponentConfig):
+    file: str | None = Field(
+        default=None, description="Moves log (JSON lines); default <lake>/<pipeline>/moves.jsonl."
+    )
+    kafka: str | None = Field(default=None, description="Topic the moves are published to.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ConnectorConfig:
+        if self.file is not None and self.kafka is not None:
+            raise ValueError("give file or kafka, not both")
+        return self
+
+    @property
+    def kind(self) -> Literal["file", "kafka"]:
+        return "kafka" if self.kafka is not None else "file"
+
+
+def normalise(move: dict[str, Any]) -> dict[str, Any]:
+    return {k: (int(move[k]) if k == "time" else str(move[k])) for k in MOVE_KEYS}
+
+
+class FileConnector:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def applied(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(normalise(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise HeadwaterError(
+                    f"moves log {self.path}:{n}: not a move ({exc}); expected JSON with "
+                    f"{', '.join(MOVE_KEYS)}. Fix or remove the line."
+                ) from exc
+        return out
+
+    def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
+        logged = self.applied()
+        mine = [normalise(m) for m in moves]
+        if [m for m in logged if m["time"] == tick] == mine:
+            return "unchanged"
+        kept = [m for m in logged if m["time"] != tick] + mine
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".moves-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.writelines(json.dumps({**m, "time": str(m["time"])}) + "\n" for m in kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise SinkError(f"moves log {self.path}: cannot write ({exc})", transient=True) from exc
+        return "applied"
+
+
+class KafkaConnector:
+    """Moves published to a topic and read back from its start (a moves topic is small)."""
+
+    def __init__(self, topic: str, kafka: Any, timeout: float = 30.0):
+        self.topic = topic
+        self.kafka = kafka
+        self.timeout = timeout
+
+    def applied(self) -> list[dict[str, Any]]:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        consumer = Consumer(
+            self.kafka.settings(
+                **{"group.id": "headwater-moves-reader", "enable.auto.commit": False}
+            )
+        )
+        try:
+            meta = consumer.list_topics(self.topic, timeout=self.timeout).topics[self.topic]
+            if meta.error is not None:  # not created yet: nothing was applied
+                return []
+            out: list[dict[str, Any]] = []
+            for p in sorted(meta.partitions):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=self.timeout
+                )
+                out.extend(self._read(consumer, TopicPartition(self.topic, p, low), high))
+            by_key = {(m["container_name"], m["time"]): m for m in out}  # a rerun's copy wins
+            return sorted(by_key.values(), key=lambda m: m["time"])
+        except KafkaException as exc:
+            raise HeadwaterError(
+                f"moves topic {self.topic}: cannot read it back ({exc})", transient=True
+            ) from exc
+        finally:
+            consumer.close()
+
+    def _read(self, consumer: Any, start: Any, high: int) -> list[dict[str, Any]]:
+        consumer.assign([start])
+        out: list[dict[str, Any]] = []
+        position = start.offset
+        while position < high:
+            msg = consumer.poll(self.timeout)
+            if msg is None:
+                raise HeadwaterError(f"moves topic {self.topic}: read stalled", transient=True)
+            if msg.error() is not None:
+                continue
+            position = msg.offset() + 1
+            out.append(normalise(json.loads(msg.value())))
+        return out
+
+    def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
+        from confluent_kafka import Producer
+
+        mine = [normalise(m) for m in moves]
+        if not mine or [m for m in self.applied() if m["time"] == tick] == mine:
+            return "unchanged"
+        producer = Producer(self.kafka.settings(**{"enable.idempotence": True, "acks": "all"}))
+        failed: list[str] = []
+        for m in mine:
+            producer.produce(
+                self.topic,
+                json.dumps({**m, "time": str(m["time"])}).encode(),
+                key=m["container_name"].encode(),
+                on_delivery=lambda err, _msg: failed.append(str(err)) if err else None,
+            )
+        left = producer.flush(self.timeout)
+        if left or failed:
+            raise SinkError(
+                f"moves topic {self.topic}: {left + len(failed)} of {len(mine)} moves not "
+                f"delivered ({'; '.join(failed[:3]) or 'flush timed out'}); the batch stays "
+                "pending and a rerun publishes them again",
+                transient=True,
+            )
+        return "applied"
+
+
+def connector_for(config: ConnectorConfig, ctx: Any) -> FileConnector | KafkaConnector:
+    if config.kind == "kafka":
+        return KafkaConnector(str(config.kafka), ctx.kafka)
+    path = (
+        ctx.path(config.file)
+        if config.file
+        else ctx.lake.pipeline_dir(ctx.pipeline) / "moves.jsonl"
+    )
+    return FileConnector(path)

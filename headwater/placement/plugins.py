@@ -1,0 +1,39 @@
+"""A plugin reference in a component's settings — ``balance`` or ``{balance: {settings}}`` —
+resolved through the registry and validated with the plugin's own config model at load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from headwater import registry
+from headwater.errors import ComponentNotFoundError
+
+
+def resolve(kind: str, value: Any) -> tuple[str, Any]:
+    """``(name, validated config)``; raises ValueError naming what was expected."""
+    if isinstance(value, str):
+        name, settings = value, {}
+    elif isinstance(value, dict) and len(value) == 1:
+        name, settings = next(iter(value.items()))
+        settings = settings or {}
+    else:
+        raise ValueError(f"expected a {kind[:-1]} name or {{name: {{settings}}}}, got {value!r}")
+    try:
+        cls = registry.lookup(kind, str(name))
+    except ComponentNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        return str(name), cls.Config.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        got = first.get("input")
+        raise ValueError(
+            f"{name}: {where + ': ' if where else ''}{first['msg']}; got {got!r}"
+        ) from exc
+
+
+def build(kind: str, name: str, config: Any, ctx: Any) -> Any:
+    return registry.lookup(kind, name)(config, ctx)

@@ -1,0 +1,1 @@
+"""Placement strategies, found by name in the entry-point group ``headwater.strategies``."""

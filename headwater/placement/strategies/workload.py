@@ -1,0 +1,89 @@
+"""``workload_balance``: OpenStack Watcher's threshold strategy.
+
+A host whose mean utilisation over the window is above ``threshold`` sheds the container
+that brings it closest to the cluster's mean utilisation, to the least loaded host that
+stays under the threshold with it. Each round moves at most one container per host above
+the threshold (Watcher's audit does the same); rounds repeat until no host is above it, no
+move is possible, or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from headwater.config import ComponentConfig
+from headwater.placement.model import EPS, ClusterModel, host_loads
+from headwater.placement.strategies.base import Plan, Strategy
+
+
+class WorkloadBalanceConfig(ComponentConfig):
+    threshold: float = Field(
+        default=0.8, gt=0, le=1.0, description="Mean utilisation above which a host sheds."
+    )
+    metric: str = Field(default="cpu", description="The metric the threshold applies to.")
+    move_budget: int = Field(default=100, ge=0, description="Most containers moved per batch.")
+    rounds: int | None = Field(
+        default=None, ge=1, description="Rounds of one move per hot host; default until done."
+    )
+
+
+class WorkloadBalance(Strategy):
+    Config = WorkloadBalanceConfig
+
+    def validate_metric(self, model: ClusterModel) -> int:
+        if self.config.metric not in model.metrics:
+            raise ValueError(
+                f"workload_balance: metric {self.config.metric!r} is not in the model's "
+                f"metrics {list(model.metrics)}; set metric to one of them"
+            )
+        return model.metrics.index(self.config.metric)
+
+    def decide(self, model: ClusterModel) -> Plan:
+        m = self.validate_metric(model)
+        cap = np.maximum(model.capacity[:, m], EPS)
+        mean_use = model.usage[:, :, m].mean(axis=1)  # (C,) over the window
+        host_of = model.host_of.copy()
+        load = host_loads(host_of, model.usage[:, :, m : m + 1], len(model.hosts))
+        util = load[:, :, 0].mean(axis=1) / cap
+        moved, rounds = 0, 0
+        while moved < self.config.move_budget and (
+            self.config.rounds is None or rounds < self.config.rounds
+        ):
+            rounds += 1
+            hot = np.flatnonzero(util > self.config.threshold + EPS)
+            hot = hot[np.argsort(-util[hot], kind="stable")]
+            made = 0
+            for h in hot:
+                if moved >= self.config.move_budget:
+                    break
+                if self._shed(h, host_of, mean_use, cap, util):
+                    made += 1
+                    moved += 1
+            if not made:
+                break
+        hot_left = int((util > self.config.threshold + EPS).sum())
+        return Plan(host_of, hot_left > 0, {"rounds": rounds, "hosts_above_threshold": hot_left})
+
+    def _shed(
+        self, h: int, host_of: np.ndarray, use: np.ndarray, cap: np.ndarray, util: np.ndarray
+    ) -> bool:
+        cs = np.flatnonzero(host_of == h)
+        if not len(cs):
+            return False
+        mean = util.mean()
+        after = util[h] - use[cs] / cap[h]  # (k,) the host's utilisation without each one
+        fits = util[None, :] + use[cs][:, None] / cap[None, :] <= self.config.threshold + EPS
+        fits[:, h] = False
+        usable = fits.any(axis=1)
+        if not usable.any():
+            return False
+        closeness = np.where(usable, np.abs(after - mean), np.inf)
+        k = int(closeness.argmin())
+        c = int(cs[k])
+        dest_util = np.where(fits[k], util, np.inf)
+        g = int(dest_util.argmin())
+        util[h] -= use[c] / cap[h]
+        util[g] += use[c] / cap[g]
+        host_of[c] = g
+        return True

@@ -1,0 +1,139 @@
+"""Usage rows and host capacities in HOTS's format, checked column by column.
+
+``container_usage.csv``: ``timestamp,container_id,machine_id,cpu`` (integer ticks; more
+metric columns, e.g. ``memory``, may follow). ``node_meta.csv``: ``machine_id,cpu`` capacity
+per metric. A row that cannot be modelled is refused with the first reason that applies:
+a missing field, a negative usage, a host the cluster does not have, a host without
+capacity, or a tick out of order (earlier than a row before it, or than the window already
+modelled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+from pydantic import Field
+
+from headwater.config import ComponentConfig
+from headwater.errors import HeadwaterError
+
+
+class UsageColumns(ComponentConfig):
+    tick: str = Field(default="timestamp", description="Integer tick column.")
+    container: str = Field(default="container_id", description="Container id column.")
+    host: str = Field(default="machine_id", description="Host id column.")
+    metrics: list[str] = Field(
+        default=["cpu"], min_length=1, description="Usage columns, each a metric with a capacity."
+    )
+
+
+@dataclass
+class Hosts:
+    names: list[str]
+    capacity: np.ndarray  # (H, M); hosts without a usable capacity are left out
+    without_capacity: dict[str, str]  # host → why it has none
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {h: i for i, h in enumerate(self.names)}
+
+
+def load_hosts(path: Path, columns: UsageColumns) -> Hosts:
+    """Capacities from ``node_meta.csv``; hosts with a missing or non-positive capacity are
+    kept aside so that their rows are refused with the reason."""
+    try:
+        table = pcsv.read_csv(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise HeadwaterError(
+            f"cluster hosts {path}: cannot read it as CSV ({exc}); expected columns "
+            f"{columns.host},{','.join(columns.metrics)} as HOTS's node_meta.csv"
+        ) from exc
+    missing = [c for c in (columns.host, *columns.metrics) if c not in table.column_names]
+    if missing:
+        raise HeadwaterError(
+            f"cluster hosts {path}: no column(s) {missing}; has {table.column_names}. "
+            "Fix the file or the processor's columns setting."
+        )
+    names = [str(h) for h in table[columns.host].to_pylist()]
+    caps = np.column_stack(
+        [
+            pc.cast(table[m], pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+            for m in columns.metrics
+        ]
+    )
+    bad = ~np.isfinite(caps).all(axis=1) | (np.nan_to_num(caps, nan=0.0) <= 0).any(axis=1)
+    without = {
+        names[i]: f"host {names[i]} has no usable capacity in {path.name} (row {i + 2})"
+        for i in np.flatnonzero(bad)
+    }
+    keep = [i for i in range(len(names)) if not bad[i] and names[i] not in names[:i]]
+    return Hosts([names[i] for i in keep], caps[keep], without)
+
+
+def refusals(table: pa.Table, hosts: Hosts, columns: UsageColumns, after: int | None) -> np.ndarray:
+    """The reason each row cannot be modelled ('' for good rows), first reason first."""
+    n = table.num_rows
+    reasons = np.full(n, "", dtype=object)
+
+    def flag(mask: np.ndarray, why: np.ndarray | str) -> None:
+        hit = mask & (reasons == "")
+        reasons[hit] = why if isinstance(why, str) else why[hit]
+
+    for name in (columns.tick, columns.container, columns.host, *columns.metrics):
+        if name not in table.column_names:
+            flag(np.ones(n, dtype=bool), f"usage: no column {name!r}")
+            return reasons
+        flag(_null(table[name]), f"usage: {name} is missing")
+    for name in columns.metrics:
+        values = _floats(table[name])
+        flag(~np.isfinite(values), f"usage: {name} is not a number")
+        flag(values < 0, np.char.add(f"usage: {name} is negative: ", values.astype(str)))
+    host = pc.cast(table[columns.host], pa.string())
+    names = host.to_numpy(zero_copy_only=False).astype(str)
+    if hosts.without_capacity:
+        nocap = pc.is_in(host, pa.array(list(hosts.without_capacity))).to_numpy(False)
+        hit = np.flatnonzero(nocap & (reasons == ""))  # refused rows only: messages per row
+        reasons[hit] = [hosts.without_capacity[h] for h in names[hit]]
+    known = pc.is_in(host, pa.array(hosts.names, pa.string())).to_numpy(False)
+    flag(~known, np.char.add("usage: unknown host ", names).astype(object))
+    flag_ticks(table, columns, after, flag)
+    return reasons
+
+
+def flag_ticks(table: pa.Table, columns: UsageColumns, after: int | None, flag) -> None:
+    ticks = _floats(table[columns.tick])
+    flag(~np.isfinite(ticks) | (ticks != np.round(ticks)), "usage: tick is not an integer")
+    safe = np.nan_to_num(ticks, nan=-np.inf)
+    if after is not None:
+        flag(safe < after, f"usage: tick before {after}, a window already modelled (late row)")
+    order = np.argsort(_offsets(table), kind="stable")  # rows in the order they arrived
+    seen = np.maximum.accumulate(safe[order])
+    late = np.zeros(len(ticks), dtype=bool)
+    late[order[1:]] = safe[order[1:]] < seen[:-1]
+    flag(late, "usage: tick out of order (earlier than a row before it)")
+
+
+def _offsets(table: pa.Table) -> np.ndarray:
+    if "_offset" in table.column_names:
+        return table["_offset"].to_numpy()
+    return np.arange(table.num_rows)
+
+
+def _null(column: pa.ChunkedArray) -> np.ndarray:
+    return column.is_null().to_numpy(zero_copy_only=False)
+
+
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """Values as floats, NaN where missing or not a number (text columns are parsed whole)."""
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        text = pc.cast(column, pa.string())
+        column = pc.if_else(pc.match_substring_regex(text, NUMBER), text, None)
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)

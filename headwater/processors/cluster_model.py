@@ -1,0 +1,234 @@
+"""``cluster_model``: usage rows in, the cluster model of the batch's window out.
+
+The output has a row per usage row — ``tick, container_id, host_id`` (where the container
+really was at that tick: moves applied through the connector and events included), the
+metrics, each host's capacity (``capacity_<metric>``), and ``running`` (whether the
+container still runs at the window's end) — and a row per idle host (no container, no
+tick), so every host and its capacity is in the table. Query it with DuckDB like any
+stream; ``placement`` processors take it as their input.
+
+Rows that cannot be modelled (see :mod:`headwater.placement.usage`) are quarantined with the
+reason; event rows (a non-null ``event_type``) update the placement (see
+:mod:`headwater.placement.collectors`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from headwater.config import ComponentConfig
+from headwater.lake import Lake
+from headwater.placement import plugins
+from headwater.placement.collectors import STOPPED, Collected, StateStore
+from headwater.placement.connectors import ConnectorConfig, connector_for
+from headwater.placement.model import REFUSED_KEY
+from headwater.placement.usage import Hosts, UsageColumns, load_hosts, refusals
+from headwater.processors.base import Processed, Processor
+from headwater.quarantine import rejects
+
+
+class ClusterModelConfig(ComponentConfig):
+    hosts: str = Field(description="Host capacities, HOTS's node_meta.csv (machine_id,cpu,…).")
+    columns: UsageColumns = Field(default_factory=UsageColumns)
+    collector: Any = Field(
+        default="usage",
+        validate_default=True,
+        description="Collector plugin (headwater.collectors): a name or {name: {settings}}.",
+    )
+    connector: ConnectorConfig = Field(
+        default_factory=ConnectorConfig,
+        description="Where applied moves are read back (the moves sink's connector).",
+    )
+
+    @field_validator("collector")
+    @classmethod
+    def _collector(cls, value: Any) -> tuple[str, Any]:
+        return plugins.resolve("collectors", value)
+
+
+def state_folder(lake: Lake, pipeline: str, where: str) -> Any:
+    return lake.pipeline_dir(pipeline) / "_cluster" / where.replace("/", "_").replace(".", "_")
+
+
+class ClusterModel(Processor):
+    Config = ClusterModelConfig
+
+    def __init__(self, config: ClusterModelConfig, ctx):
+        super().__init__(config, ctx)
+        self.collector = plugins.build("collectors", *config.collector, ctx)
+        self.connector = connector_for(config.connector, ctx)
+        self.states = StateStore(state_folder(ctx.lake, ctx.pipeline, ctx.where))
+        self._hosts: Hosts | None = None
+
+    def validate(self) -> None:
+        path = self.ctx.path(self.config.hosts)
+        if not path.is_file():
+            raise ValueError(f"hosts: no such file {path}; expected HOTS's node_meta.csv")
+
+    def hosts(self) -> Hosts:
+        if self._hosts is None:
+            self._hosts = load_hosts(self.ctx.path(self.config.hosts), self.config.columns)
+        return self._hosts
+
+    def process(self, table: pa.Table) -> Processed:
+        cols, hosts = self.config.columns, self.hosts()
+        column = self.collector.config.event_column
+        events, usage = _split(table, column)
+        event_reasons = _event_refusals(events, cols)
+        ticks = pc.cast(usage[cols.tick], pa.float64(), safe=False) if usage.num_rows else None
+        top = pc.max(ticks).as_py() if ticks is not None else None
+        previous = self.states.latest(int(top)) if top is not None else None
+        reasons = refusals(usage, hosts, cols, previous.end if previous else None)
+        good = usage.filter(pa.array(reasons == ""))
+        collected = self.collector.collect(
+            _rows(good, cols),
+            _events(events.filter(pa.array(event_reasons == "")), cols, column),
+            previous,
+            self.connector.applied(),
+        )
+        bad_host = ~np.isin(collected.row_host, np.array(hosts.names, dtype=object))
+        late = np.where(
+            collected.row_host == STOPPED,
+            "usage: the container was stopped before this tick",
+            np.char.add("usage: moved to unknown host ", collected.row_host.astype(str)),
+        )
+        refused = _refused(usage, reasons)
+        refused_events = _refused(events, event_reasons)
+        keep = ~bad_host
+        out = _model(good.filter(pa.array(keep)), collected, hosts, cols, collected.row_host[keep])
+        moved_off = _refused(good, np.where(bad_host, late, "").astype(object))
+        if good.num_rows:
+            self.states.save(collected.state)
+        why = (
+            Counter(reasons[reasons != ""])
+            + Counter(late[bad_host])
+            + Counter(event_reasons[event_reasons != ""])
+        )
+        meta = {
+            **collected.notes,
+            "containers": len(collected.placement),
+            "hosts": len(hosts.names),
+            "ticks": int(np.unique(out["tick"].drop_null()).size),
+            "rows_refused": int(sum(why.values())),
+            "refused_by_reason": _bucket(why),
+        }
+        parts = [t for t in (refused, moved_off, refused_events) if t.num_rows]
+        all_refused = pa.concat_tables(parts) if parts else rejects([], [], [], [])
+        out = out.replace_schema_metadata({REFUSED_KEY: str(meta["rows_refused"]).encode()})
+        return Processed(out, all_refused, meta)
+
+
+#: What the refusal counts are grouped by (a reason names its row's detail too).
+KINDS = (
+    "is missing",
+    "not a number",
+    "negative",
+    "no usable capacity",
+    "moved to unknown host",
+    "unknown host",
+    "not an integer",
+    "late row",
+    "out of order",
+    "stopped",
+)
+
+
+def _bucket(why: Counter) -> dict[str, int]:
+    out: Counter = Counter()
+    for reason, n in why.items():
+        out[next((k for k in KINDS if k in reason), reason)] += n
+    return dict(out)
+
+
+def _split(table: pa.Table, event_column: str) -> tuple[pa.Table, pa.Table]:
+    if event_column not in table.column_names:
+        return table.slice(0, 0), table
+    kind = pc.cast(table[event_column], pa.string())
+    is_event = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(kind), ""), False)
+    return table.filter(is_event), table.filter(pc.invert(is_event))
+
+
+def _rows(table: pa.Table, cols: UsageColumns) -> dict[str, np.ndarray]:
+    return {
+        "tick": pc.cast(table[cols.tick], pa.int64(), safe=False).to_numpy(),
+        "container": table[cols.container].cast(pa.string()).to_numpy(zero_copy_only=False),
+        "host": table[cols.host].cast(pa.string()).to_numpy(zero_copy_only=False),
+    }
+
+
+def _events(table: pa.Table, cols: UsageColumns, column: str) -> dict[str, np.ndarray]:
+    if not table.num_rows:
+        empty = np.array([], dtype=object)
+        return {"tick": np.array([], np.int64), "container": empty, "host": empty, "type": empty}
+    types = table[column].cast(pa.string()).to_numpy(zero_copy_only=False)
+    return {**_rows(table, cols), "type": types}
+
+
+def _event_refusals(table: pa.Table, cols: UsageColumns) -> np.ndarray:
+    reasons = np.full(table.num_rows, "", dtype=object)
+    for name in (cols.tick, cols.container):
+        missing = (
+            table[name].is_null().to_numpy(zero_copy_only=False)
+            if name in table.column_names
+            else np.ones(table.num_rows, bool)
+        )
+        reasons[missing & (reasons == "")] = f"event: {name} is missing"
+    return reasons
+
+
+def _refused(table: pa.Table, reasons: np.ndarray) -> pa.Table:
+    rows = np.flatnonzero(reasons != "")
+    taken = table.take(pa.array(rows, pa.int64()))
+    lineage = [
+        taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
+        for k in ("_source", "_offset")
+    ]
+    return rejects(*lineage, list(reasons[rows]), [None] * len(rows))
+
+
+def _model(
+    rows: pa.Table, collected: Collected, hosts: Hosts, cols: UsageColumns, host: np.ndarray
+) -> pa.Table:
+    """The model table: usage rows with their effective host, then one row per idle host."""
+    h = host_index(hosts.names, host)
+    idle = sorted(set(hosts.names) - set(collected.placement.values()))
+    idle_i = host_index(hosts.names, np.array(idle, dtype=object))
+    k = len(idle)
+    running = np.isin(
+        rows[cols.container].cast(pa.string()).to_numpy(zero_copy_only=False),
+        np.array(list(collected.placement), dtype=object),
+    )
+    columns: dict[str, pa.Array] = {
+        "tick": pa.concat_arrays([_array(rows, cols.tick, pa.int64()), pa.nulls(k, pa.int64())]),
+        "container_id": pa.concat_arrays(
+            [_array(rows, cols.container, pa.string()), pa.nulls(k, pa.string())]
+        ),
+        "host_id": pa.array(list(host) + idle, pa.string()),
+    }
+    for m_i, metric in enumerate(cols.metrics):
+        columns[metric] = pa.concat_arrays(
+            [_array(rows, metric, pa.float64()), pa.nulls(k, pa.float64())]
+        )
+        columns[f"capacity_{metric}"] = pa.array(hosts.capacity[np.r_[h, idle_i], m_i])
+    columns["running"] = pa.array(np.r_[running, np.zeros(k, bool)]).cast(pa.bool_())
+    for lineage, typ in (("_source", pa.string()), ("_offset", pa.int64())):
+        if lineage in rows.column_names:
+            columns[lineage] = pa.concat_arrays([_array(rows, lineage, typ), pa.nulls(k, typ)])
+    return pa.table(columns)
+
+
+def host_index(names: list[str], values: np.ndarray) -> np.ndarray:
+    """Positions of ``values`` (all known) in ``names``, by one sorted search."""
+    known = np.array(names, dtype=str)
+    order = np.argsort(known)
+    return order[np.searchsorted(known[order], values.astype(str))].astype(np.int64)
+
+
+def _array(table: pa.Table, name: str, typ: pa.DataType) -> pa.Array:
+    return pc.cast(table[name], typ, safe=False).combine_chunks()

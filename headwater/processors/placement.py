@@ -1,0 +1,154 @@
+"""``placement``: a cluster model in (a ``cluster_model`` stream), the batch's moves out.
+
+Each output row is a move in HOTS's format — ``container_name, old_host, new_host, time``,
+where ``time`` is the window's last tick: the move applies from the next one. The
+strategy (``headwater.strategies``) sees the window's usage series; the figures go to the
+stream's metadata: the window as it ran (``before_*``), the same window replayed with the
+moves in place (``after_*``, the strategy's prediction for a window like it), the rows the
+model ignored, whether the strategy could only do its best, and a heatmap PNG of host load.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from headwater.config import ComponentConfig
+from headwater.placement import plugins
+from headwater.placement.evaluate import Move, loads_over_time, placements_over_time, score
+from headwater.placement.model import DECISION_TICK_KEY, REFUSED_KEY, ClusterModel, utilisation
+from headwater.processors.base import Processed, Processor
+from headwater.quarantine import no_rejects
+
+MOVES_SCHEMA = pa.schema(
+    [
+        pa.field("container_name", pa.string()),
+        pa.field("old_host", pa.string()),
+        pa.field("new_host", pa.string()),
+        pa.field("time", pa.int64()),
+    ]
+)
+
+
+class PlacementConfig(ComponentConfig):
+    strategy: Any = Field(
+        description="A strategy (headwater.strategies): balance, workload_balance, "
+        "consolidate, or {name: {settings}}."
+    )
+    metrics: list[str] = Field(default=["cpu"], min_length=1, description="Metric columns.")
+    heatmap: bool = Field(default=True, description="Draw host load before/after as a PNG.")
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value: Any) -> tuple[str, Any]:
+        return plugins.resolve("strategies", value)
+
+
+class Placement(Processor):
+    Config = PlacementConfig
+
+    def __init__(self, config: PlacementConfig, ctx):
+        super().__init__(config, ctx)
+        self.strategy = plugins.build("strategies", *config.strategy, ctx)
+
+    def process(self, table: pa.Table) -> Processed:
+        model = model_from_table(table, self.config.metrics)
+        started = time.perf_counter()
+        plan = self.strategy.decide(model)
+        seconds = time.perf_counter() - started
+        moved = np.flatnonzero(plan.host_of != model.host_of)
+        at = int(model.ticks[-1]) if len(model.ticks) else 0
+        first = int(model.ticks[0]) - 1 if len(model.ticks) else 0
+        replay = [Move(int(c), int(model.host_of[c]), int(plan.host_of[c]), first) for c in moved]
+        before, after = score(model), score(model, replay, seconds)
+        meta: dict[str, Any] = {
+            "strategy": self.config.strategy[0],
+            "best_effort": bool(plan.best_effort),
+            "rows_ignored": int((table.schema.metadata or {}).get(REFUSED_KEY, b"0")),
+            "window": [int(model.ticks[0]), at] if len(model.ticks) else [],
+            **before.as_dict("before_"),
+            **after.as_dict("after_"),
+            **{f"strategy_{k}": v for k, v in plan.notes.items()},
+        }
+        if self.config.heatmap and len(model.ticks) and len(model.hosts):
+            meta["heatmap"] = str(self._heatmap(model, replay, meta["window"]))
+        moves = pa.table(
+            {
+                "container_name": pa.array([model.containers[c] for c in moved], pa.string()),
+                "old_host": pa.array([model.hosts[model.host_of[c]] for c in moved], pa.string()),
+                "new_host": pa.array([model.hosts[plan.host_of[c]] for c in moved], pa.string()),
+                "time": pa.array(np.full(len(moved), at), pa.int64()),
+            },
+            schema=MOVES_SCHEMA,
+        )
+        moves = moves.replace_schema_metadata({DECISION_TICK_KEY: str(at).encode()})
+        return Processed(moves, no_rejects(), meta)
+
+    def _heatmap(self, model: ClusterModel, moves: list[Move], window: list[int]):
+        from headwater.placement.heatmap import render
+
+        name = self.ctx.where.replace("/", "_").replace(".", "_")
+        path = self.ctx.lake.pipeline_dir(self.ctx.pipeline) / "_placement" / name
+        util = [
+            utilisation(loads_over_time(model, placements_over_time(model, m)), model.capacity)
+            for m in ((), moves)
+        ]
+        return render(
+            path / f"heatmap-{window[0]}-{window[1]}.png",
+            util[0].max(axis=2),
+            util[1].max(axis=2),
+            model.hosts,
+            model.ticks,
+        )
+
+
+def model_from_table(table: pa.Table, metrics: list[str]) -> ClusterModel:
+    """The arrays of a ``cluster_model`` table: running containers, every host."""
+    caps = [f"capacity_{m}" for m in metrics]
+    missing = [
+        c
+        for c in ("tick", "container_id", "host_id", *metrics, *caps, "running")
+        if c not in table.column_names
+    ]
+    if missing:
+        from headwater.errors import ProcessorError
+
+        raise ProcessorError(
+            f"placement: input has no column(s) {missing}; expected a cluster_model stream's "
+            "output (set this stream's from: to the cluster_model stream)"
+        )
+    host_ids = table["host_id"].to_numpy(zero_copy_only=False).astype(str)
+    hosts, first = np.unique(host_ids, return_index=True)
+    capacity = np.column_stack([table[c].to_numpy(zero_copy_only=False)[first] for c in caps])
+    rows = table.filter(
+        pc.and_kleene(pc.is_valid(table["tick"]), pc.fill_null(table["running"], False))
+    )
+    tick = rows["tick"].to_numpy()
+    cont = rows["container_id"].to_numpy(zero_copy_only=False).astype(str)
+    ticks = np.unique(table["tick"].drop_null().to_numpy())
+    containers, ci = np.unique(cont, return_inverse=True)
+    ti = np.searchsorted(ticks, tick)
+    usage = np.zeros((len(containers), len(ticks), len(metrics)))
+    for k, m in enumerate(metrics):
+        usage[ci, ti, k] = rows[m].to_numpy(zero_copy_only=False)
+    last = np.lexsort((tick, ci))
+    ends = np.r_[np.flatnonzero(np.diff(ci[last])), len(last) - 1] if len(last) else last
+    host_of = np.searchsorted(hosts, host_ids_of(rows)[last[ends]])
+    return ClusterModel(
+        hosts=list(hosts),
+        capacity=capacity,
+        containers=list(containers),
+        host_of=host_of.astype(np.int64),
+        usage=usage,
+        ticks=ticks.astype(np.int64),
+        metrics=tuple(metrics),
+    )
+
+
+def host_ids_of(rows: pa.Table) -> np.ndarray:
+    return rows["host_id"].to_numpy(zero_copy_only=False).astype(str)

@@ -1,0 +1,259 @@
+"""The placement pipeline end to end (no Dagster): usage windows → cluster model → moves →
+moves log → the next window's model, on HOTS's thesis example and on bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from headwater.pipeline import Pipeline
+from headwater.placement.generate import generate, hosts_table, usage_table
+from headwater.spec.load import load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+THESIS = REPO / "samples" / "placement" / "hots_examples" / "thesis_ex_10"
+
+SPEC = """
+name: place
+lake: lake
+source: {{usage: {{path: data, window_ticks: {window}}}}}
+decode:
+  csv: {{types: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
+streams:
+  cluster_model:
+    processors:
+      - cluster_model: {{hosts: data/node_meta.csv{collector}}}
+    sinks: [parquet, duckdb]
+  placement_decisions:
+    from: cluster_model
+    processors:
+      - placement: {{strategy: {{balance: {{move_budget: {budget}}}}}, heatmap: {heatmap}}}
+    sinks: [parquet, duckdb, moves]
+"""
+
+
+def project(
+    tmp_path: Path, data: Path | None = None, window=4, budget=10, collector="", heatmap="false"
+) -> Path:
+    shutil.copytree(data or THESIS, tmp_path / "data")
+    spec = tmp_path / "pipelines" / "p.yaml"
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(SPEC.format(window=window, budget=budget, collector=collector, heatmap=heatmap))
+    return spec
+
+
+def run_all(spec: Path) -> list:
+    pipeline = Pipeline(load_spec(spec, base_dir=spec.parents[1]))
+    try:
+        return [pipeline.run(b) for b in pipeline.plan()]
+    finally:
+        pipeline.close()
+
+
+def moves_log(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "lake" / "place" / "moves.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def meta(report, stream="placement_decisions") -> dict:
+    return report.streams[stream].metadata
+
+
+def test_thesis_example_closed_loop(tmp_path):
+    reports = run_all(project(tmp_path, heatmap="true"))
+    assert [r.batch.coordinates["ticks"] for r in reports] == [[0, 4], [4, 8], [8, 12]]
+    log = moves_log(tmp_path)
+    assert log and set(log[0]) == {"container_name", "old_host", "new_host", "time"}
+    assert {m["time"] for m in log} <= {"3", "7", "11"}  # a window's last tick
+    for r in reports:
+        m = meta(r)
+        assert m["after_overloaded_host_ticks"] == 0
+        assert m["after_peak_utilisation"] <= m["before_peak_utilisation"]
+        assert Path(m["heatmap"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the closed loop: each model places a moved container where the previous batch sent it
+    db = duckdb.connect(str(tmp_path / "lake" / "place.duckdb"), read_only=True)
+    for move in log:
+        t = int(move["time"])
+        if t + 1 >= 12:
+            continue
+        host = db.execute(
+            "select distinct host_id from cluster_model where container_id = ? and tick = ?",
+            [move["container_name"], t + 1],
+        ).fetchall()
+        later = [
+            m
+            for m in log
+            if m["container_name"] == move["container_name"] and int(m["time"]) == t + 4
+        ]
+        if not later:
+            assert host == [(move["new_host"],)]
+        raw = [
+            line
+            for line in (THESIS / "container_usage.csv").read_text().splitlines()
+            if line.startswith(f"{t + 1},{move['container_name']},")
+        ]
+        assert raw and raw[0].split(",")[2] == move["old_host"] != move["new_host"]
+
+
+def test_rerun_replaces_and_reports_unchanged(tmp_path):
+    spec = project(tmp_path)
+    first = run_all(spec)
+    log = moves_log(tmp_path)
+    pipeline = Pipeline(load_spec(spec, base_dir=spec.parents[1]))
+    try:
+        again = pipeline.run(first[1].batch)  # a batch in the middle, after later ones ran
+    finally:
+        pipeline.close()
+    assert moves_log(tmp_path) == log
+    assert again.streams["placement_decisions"].outputs["moves"]["status"] == "unchanged"
+    assert meta(again) == {
+        **meta(first[1]),
+        "after_solve_seconds": meta(again)["after_solve_seconds"],
+    }
+
+
+def test_generated_cluster_over_several_batches(tmp_path):
+    model = generate(100, 10, ticks=24, seed=3)
+    data = tmp_path / "gen"
+    data.mkdir()
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(
+        usage_table(model), data / "container_usage.csv", pcsv.WriteOptions(quoting_style="none")
+    )
+    pcsv.write_csv(
+        hosts_table(model), data / "node_meta.csv", pcsv.WriteOptions(quoting_style="none")
+    )
+    reports = run_all(project(tmp_path, data, window=6, budget=100))
+    assert len(reports) == 4
+    first, rest = meta(reports[0]), [meta(r) for r in reports[1:]]
+    assert first["before_overloaded_host_ticks"] > 0 and first["after_overloaded_host_ticks"] == 0
+    # later windows start from the moves already applied: far fewer overloads, fewer moves
+    for m in rest:
+        assert m["before_overloaded_host_ticks"] < first["before_overloaded_host_ticks"]
+        assert m["after_overloaded_host_ticks"] == 0
+        assert m["after_moves"] < first["after_moves"]
+
+
+BAD_USAGE = """timestamp,container_id,machine_id,cpu
+0,c_1,n_1,1.0
+0,c_2,n_1,-2.0
+0,c_3,n_9,1.0
+0,c_4,n_3,1.0
+0,c_5,n_2,
+1,c_1,n_1,1.0
+0,c_2,n_1,1.0
+1,c_3,n_2,1.0
+2,c_1,n_1,1.0
+3,c_1,n_1,1.0
+"""
+
+
+def test_bad_usage_rows_are_quarantined_with_the_reason_and_counted(tmp_path):
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "container_usage.csv").write_text(BAD_USAGE)
+    (data / "node_meta.csv").write_text("machine_id,cpu\nn_1,4\nn_2,4\nn_3,\n")
+    [report] = run_all(project(tmp_path, data, window=4))
+    q = pq.read_table(report.quarantine_path).to_pylist()
+    errors = sorted(r["error"] for r in q)
+    assert len(errors) == 5 == report.quarantined
+    assert any("cpu is negative" in e for e in errors)
+    assert any("unknown host 'n_9'" in e or "unknown host n_9" in e for e in errors)
+    assert any("n_3 has no usable capacity" in e for e in errors)
+    assert any("cpu is missing" in e for e in errors)
+    assert any("out of order" in e for e in errors)
+    assert {r["offset"] for r in q} == {1, 2, 3, 4, 6}  # each row traced to its record
+    m = meta(report)
+    assert m["rows_ignored"] == 5
+    assert meta(report, "cluster_model")["rows_refused"] == 5
+
+
+def test_late_rows_of_a_modelled_window_are_refused(tmp_path):
+    data = tmp_path / "late"
+    data.mkdir()
+    shutil.copy(THESIS / "node_meta.csv", data)
+    rows = (THESIS / "container_usage.csv").read_text().splitlines()
+    (data / "container_usage.csv").write_text("\n".join(rows[:41]) + "\n")  # ticks 0..3
+    spec = project(tmp_path, data, window=4)
+    run_all(spec)
+    late = rows[41:81] + ["1,c_1,n_1,0.5"] + rows[81:]  # a tick-1 row among tick-4..7 rows
+    (tmp_path / "data" / "container_usage.csv").write_text("\n".join(rows[:41] + late) + "\n")
+    reports = run_all(spec)
+    assert [r.batch.coordinates["ticks"] for r in reports] == [[4, 8], [8, 12]]
+    errors = [r["error"] for r in pq.read_table(reports[0].quarantine_path).to_pylist()]
+    assert len(errors) == 1
+    assert "late row" in errors[0]
+
+
+def test_a_usage_file_without_the_tick_column_fails_saying_so(tmp_path):
+    data = tmp_path / "nocol"
+    data.mkdir()
+    (data / "container_usage.csv").write_text("t,container_id,machine_id,cpu\n0,a,n_1,1\n")
+    (data / "node_meta.csv").write_text("machine_id,cpu\nn_1,4\n")
+    with pytest.raises(Exception, match="no column 'timestamp'"):
+        run_all(project(tmp_path, data))
+
+
+EVENTS = """timestamp,container_id,machine_id,cpu,event_type
+0,c1,n_1,1.0,
+0,c2,n_1,1.0,
+1,c1,n_1,1.0,
+1,c2,n_1,1.0,
+2,c3,n_2,,container.started
+2,c1,n_2,1.0,
+2,c2,n_1,1.0,
+2,c3,n_2,2.0,
+2,c2,,,compute.metrics.update
+3,c2,n_2,,container.moved
+3,c1,n_2,1.0,
+3,c2,n_1,1.0,
+3,c3,n_2,2.0,
+4,c1,,,container.stopped
+4,c2,n_1,1.0,
+4,c3,n_2,2.0,
+5,c1,n_1,1.0,
+5,c2,n_1,1.0,
+5,c3,n_2,2.0,
+6,c1,n_1,1.0,
+6,c2,n_1,1.0,
+7,c2,n_1,1.0,
+7,c1,n_1,1.0,
+"""
+
+
+def test_incremental_updates_between_full_rebuilds(tmp_path):
+    data = tmp_path / "events"
+    data.mkdir()
+    (data / "container_usage.csv").write_text(EVENTS)
+    (data / "node_meta.csv").write_text("machine_id,cpu\nn_1,10\nn_2,10\n")
+    collector = ", collector: {usage: {period: 3}}"
+    reports = run_all(project(tmp_path, data, window=2, budget=0, collector=collector))
+    modes = [meta(r, "cluster_model")["mode"] for r in reports]
+    assert modes == ["rebuild", "incremental", "incremental", "rebuild"]
+    db = duckdb.connect(str(tmp_path / "lake" / "place.duckdb"), read_only=True)
+    host = dict(
+        ((c, t), h)
+        for c, t, h in db.execute(
+            "select container_id, tick, host_id from cluster_model where tick is not null"
+        ).fetchall()
+    )
+    # incremental: c1's rows claim n_2, the model keeps it where it was (no event moved it)
+    assert host["c1", 2] == host["c1", 3] == "n_1"
+    # started on n_2 by an event; moved by an event from its tick on
+    assert host["c3", 2] == "n_2"
+    assert (host["c2", 2], host["c2", 3], host["c2", 4]) == ("n_1", "n_2", "n_2")
+    # stopped at tick 4: its tick-5 row is refused; the rebuild at tick 6 trusts rows again
+    assert ("c1", 5) not in host and host["c1", 6] == "n_1" and host["c2", 6] == "n_1"
+    second = meta(reports[1], "cluster_model")
+    assert second["events_applied"] == 2 and second["events_ignored"] == 1
+    third = meta(reports[2], "cluster_model")
+    assert third["refused_by_reason"] == {"stopped": 1} and third["containers"] == 2
+    q = pq.read_table(reports[2].quarantine_path).to_pylist()
+    assert [r["offset"] for r in q] == [16] and "stopped" in q[0]["error"]

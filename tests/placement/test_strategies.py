@@ -1,0 +1,157 @@
+"""Each strategy's guarantees on generated clusters and HOTS's thesis example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from headwater.placement.evaluate import Move, score
+from headwater.placement.generate import generate
+from headwater.placement.model import ClusterModel, host_loads
+from headwater.placement.strategies.balance import Balance, BalanceConfig
+from headwater.placement.strategies.consolidate import Consolidate, ConsolidateConfig
+from headwater.placement.strategies.workload import WorkloadBalance, WorkloadBalanceConfig
+
+SIZES = [(20, 4), (50, 5), (100, 10), (1000, 50)]
+
+
+def apply(model: ClusterModel, host_of: np.ndarray):
+    """Score the window with the new placement in place from its first tick."""
+    first = int(model.ticks[0]) - 1
+    moves = [
+        Move(int(c), int(model.host_of[c]), int(host_of[c]), first)
+        for c in np.flatnonzero(host_of != model.host_of)
+    ]
+    return score(model, moves)
+
+
+def balance(**settings) -> Balance:
+    return Balance(BalanceConfig(**settings), None)
+
+
+@pytest.mark.parametrize(("containers", "hosts"), SIZES)
+def test_balance_removes_every_overload_when_a_placement_fits(containers, hosts):
+    model = generate(containers, hosts, seed=containers)
+    before = score(model)
+    assert before.overloaded_host_ticks > 0  # the generated start is overloaded
+    plan = balance(move_budget=containers).decide(model)
+    after = apply(model, plan.host_of)
+    assert after.overloaded_host_ticks == 0
+    assert not plan.best_effort
+    assert after.moves < containers / 2  # a local search, not a reshuffle
+
+
+@pytest.mark.parametrize(("containers", "hosts"), SIZES[:3])
+def test_balance_does_its_best_and_says_so_when_nothing_fits(containers, hosts):
+    model = generate(containers, hosts, slack=-0.2, seed=7)  # capacity below the best peak
+    before = score(model)
+    plan = balance(move_budget=containers).decide(model)
+    after = apply(model, plan.host_of)
+    assert plan.best_effort
+    assert after.overloaded_host_ticks < before.overloaded_host_ticks
+    assert after.overload_volume < before.overload_volume
+
+
+def test_balance_keeps_to_its_move_budget():
+    model = generate(100, 10, seed=3)
+    plan = balance(move_budget=4).decide(model)
+    assert int((plan.host_of != model.host_of).sum()) <= 4
+    assert plan.best_effort  # 4 moves cannot fix this cluster
+    assert apply(model, plan.host_of).overload_volume < score(model).overload_volume
+
+
+def test_balance_is_deterministic():
+    model = generate(200, 12, seed=5)
+    first = balance(move_budget=200).decide(model).host_of
+    for _ in range(2):
+        np.testing.assert_array_equal(balance(move_budget=200).decide(model).host_of, first)
+
+
+def test_balance_spreads_containers_that_peak_together():
+    """Two hosts, two profiles in opposite phase, packed by profile: the only placements
+    without overload mix the profiles on each host."""
+    t = np.arange(8)
+    up = np.where(t < 4, 2.0, 0.5)
+    down = np.where(t < 4, 0.5, 2.0)
+    usage = np.stack([up, up, down, down])[:, :, None]
+    model = ClusterModel(
+        hosts=["a", "b"],
+        capacity=np.array([[3.0], [3.0]]),
+        containers=list("wxyz"),
+        host_of=np.array([0, 0, 1, 1]),
+        usage=usage,
+        ticks=t,
+    )
+    plan = balance().decide(model)
+    loads = host_loads(plan.host_of, usage, 2)
+    assert loads.max() <= 3.0
+    assert len(set(plan.host_of[:2])) == 2  # the two "up" containers on different hosts
+    assert int((plan.host_of != model.host_of).sum()) == 2  # one swap: two moves
+
+
+def test_balance_leaves_a_healthy_cluster_alone():
+    model = generate(50, 5, seed=2)
+    healthy = balance(move_budget=100).decide(model).host_of
+    model.host_of = healthy
+    again = balance(move_budget=100).decide(model)
+    np.testing.assert_array_equal(again.host_of, healthy)
+
+
+def test_workload_balance_sheds_from_hosts_above_the_threshold():
+    model = generate(60, 6, seed=11)
+    cfg = WorkloadBalanceConfig(threshold=0.72, move_budget=60)
+    util_before = host_loads(model.host_of, model.usage, 6)[:, :, 0].mean(1) / model.capacity[:, 0]
+    plan = WorkloadBalance(cfg, None).decide(model)
+    util = host_loads(plan.host_of, model.usage, 6)[:, :, 0].mean(1) / model.capacity[:, 0]
+    assert (util_before > 0.72).any()
+    assert (util <= 0.72 + 1e-9).all()
+    assert util.std() < util_before.std()
+    assert int((plan.host_of != model.host_of).sum()) > 0
+
+
+def test_workload_balance_moves_the_container_closest_to_the_mean():
+    t = np.arange(4)
+    usage = np.array([[4.0] * 4, [1.0] * 4, [2.0] * 4, [1.0] * 4])[:, :, None]
+    model = ClusterModel(
+        hosts=["hot", "cool"],
+        capacity=np.array([[10.0], [10.0]]),
+        containers=list("abcd"),
+        host_of=np.array([0, 0, 0, 1]),
+        usage=usage,
+        ticks=t,
+    )
+    # hot at 0.7, cool at 0.1, mean 0.4: moving c (0.2) leaves hot at 0.5, b at 0.6, a at 0.3
+    plan = WorkloadBalance(WorkloadBalanceConfig(threshold=0.6, rounds=1), None).decide(model)
+    assert list(plan.host_of) == [0, 0, 1, 1]
+
+
+def test_consolidate_frees_hosts_without_overloading():
+    model = generate(40, 8, slack=1.5, seed=4)  # plenty of room: hosts can be freed
+    model.host_of = np.arange(40) % 8
+    plan = Consolidate(ConsolidateConfig(move_budget=40), None).decide(model)
+    after = apply(model, plan.host_of)
+    assert after.hosts_used < 8
+    assert after.overloaded_host_ticks == 0
+    assert len(plan.notes["hosts_freed"]) == 8 - after.hosts_used
+
+
+def test_consolidate_keeps_to_its_budget():
+    model = generate(40, 8, slack=1.5, seed=4)
+    model.host_of = np.arange(40) % 8
+    plan = Consolidate(ConsolidateConfig(move_budget=5), None).decide(model)
+    assert 0 < int((plan.host_of != model.host_of).sum()) <= 5
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        Balance(BalanceConfig(), None),
+        WorkloadBalance(WorkloadBalanceConfig(threshold=0.5), None),
+        Consolidate(ConsolidateConfig(), None),
+    ],
+)
+def test_every_strategy_is_deterministic(strategy):
+    model = generate(80, 8, seed=9)
+    runs = [strategy.decide(model).host_of for _ in range(3)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
