@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from headwater.component import Component
@@ -195,4 +197,16 @@ class StateStore:
         path = self.folder / f"state-{state.end:020d}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state.__dict__, sort_keys=True))
+        os.replace(tmp, path)
+
+    def history(self, end: int) -> pa.Table | None:
+        """The usage rows kept by the window ending at ``end`` (see ``history_ticks``)."""
+        path = self.folder / f"usage-{end:020d}.parquet"
+        return pq.read_table(path) if path.exists() else None
+
+    def save_history(self, end: int, table: pa.Table) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"usage-{end:020d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp)
         os.replace(tmp, path)

@@ -22,14 +22,16 @@ def generate(
     profiles: int = 4,
     slack: float = 0.15,
     seed: int = 0,
+    period: int | None = None,
 ) -> ClusterModel:
+    """``period``: ticks per cycle of the profiles (default: the whole series is one)."""
     rng = np.random.default_rng(seed)
     profile = rng.integers(profiles, size=containers)
     phase = profile * (2 * np.pi / profiles)
     t = np.arange(ticks)
     base = rng.uniform(0.2, 1.0, size=containers)
     swing = rng.uniform(0.5, 1.5, size=containers)
-    wave = np.sin(2 * np.pi * t[None, :] / ticks + phase[:, None])
+    wave = np.sin(2 * np.pi * t[None, :] / (period or ticks) + phase[:, None])
     noise = rng.normal(0, 0.05, size=(containers, ticks))
     usage = np.maximum(base[:, None] + swing[:, None] * (wave + 1) / 2 + noise, 0.01)
     usage = np.round(usage, 3)[:, :, None]

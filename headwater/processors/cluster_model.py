@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from headwater.config import ComponentConfig
 from headwater.lake import Lake
 from headwater.placement import plugins
-from headwater.placement.collectors import STOPPED, Collected, StateStore
+from headwater.placement.collectors import STOPPED, Collected, State, StateStore
 from headwater.placement.connectors import ConnectorConfig, connector_for
 from headwater.placement.model import REFUSED_KEY
 from headwater.placement.usage import Hosts, UsageColumns, load_hosts, refusals
@@ -40,6 +40,12 @@ class ClusterModelConfig(ComponentConfig):
         default="usage",
         validate_default=True,
         description="Collector plugin (headwater.collectors): a name or {name: {settings}}.",
+    )
+    history_ticks: int = Field(
+        default=0,
+        ge=0,
+        description="Ticks of earlier windows the model carries (rows with history true), so "
+        "strategies plan for a whole cycle of usage (a day), not only the last window.",
     )
     connector: ConnectorConfig = Field(
         default_factory=ConnectorConfig,
@@ -92,7 +98,7 @@ class ClusterModel(Processor):
             previous,
             self.connector.applied(),
         )
-        bad_host = ~np.isin(collected.row_host, np.array(hosts.names, dtype=object))
+        bad_host = ~member(collected.row_host, hosts.names)
         late = np.where(
             collected.row_host == STOPPED,
             "usage: the container was stopped before this tick",
@@ -103,6 +109,7 @@ class ClusterModel(Processor):
         keep = ~bad_host
         out = _model(good.filter(pa.array(keep)), collected, hosts, cols, collected.row_host[keep])
         moved_off = _refused(good, np.where(bad_host, late, "").astype(object))
+        out = self._with_history(out, previous, collected)
         if good.num_rows:
             self.states.save(collected.state)
         why = (
@@ -114,7 +121,7 @@ class ClusterModel(Processor):
             **collected.notes,
             "containers": len(collected.placement),
             "hosts": len(hosts.names),
-            "ticks": int(np.unique(out["tick"].drop_null()).size),
+            "ticks": int(np.unique(out.filter(pc.invert(out["history"]))["tick"].drop_null()).size),
             "rows_refused": int(sum(why.values())),
             "refused_by_reason": _bucket(why),
         }
@@ -122,6 +129,28 @@ class ClusterModel(Processor):
         all_refused = pa.concat_tables(parts) if parts else rejects([], [], [], [])
         out = out.replace_schema_metadata({REFUSED_KEY: str(meta["rows_refused"]).encode()})
         return Processed(out, all_refused, meta)
+
+    def _with_history(self, out: pa.Table, previous: State | None, collected: Collected):
+        """Prepend the last ``history_ticks`` ticks of earlier windows (``history`` true) and
+        keep this window's for the next batch: strategies then see a whole cycle of usage."""
+        n = self.config.history_ticks
+        out = out.append_column("history", pa.array(np.zeros(out.num_rows, bool)))
+        if n == 0:
+            return out
+        earlier = self.states.history(previous.end) if previous is not None else None
+        if earlier is not None:  # the n ticks before this window
+            earlier = earlier.filter(pc.greater_equal(earlier["tick"], previous.end - n))
+            running = member(earlier["container_id"], list(collected.placement))
+            earlier = earlier.set_column(
+                earlier.schema.get_field_index("running"), "running", pa.array(running)
+            )
+            out = pa.concat_tables([earlier.select(out.column_names), out])
+        start = collected.state.end - n  # what the next window will look back over
+        keep = out.filter(pc.fill_null(pc.greater_equal(out["tick"], start), False))
+        flags = pa.array(np.ones(keep.num_rows, bool))
+        keep = keep.set_column(keep.schema.get_field_index("history"), "history", flags)
+        self.states.save_history(collected.state.end, keep)
+        return out
 
 
 #: What the refusal counts are grouped by (a reason names its row's detail too).
@@ -200,10 +229,7 @@ def _model(
     idle = sorted(set(hosts.names) - set(collected.placement.values()))
     idle_i = host_index(hosts.names, np.array(idle, dtype=object))
     k = len(idle)
-    running = np.isin(
-        rows[cols.container].cast(pa.string()).to_numpy(zero_copy_only=False),
-        np.array(list(collected.placement), dtype=object),
-    )
+    running = member(rows[cols.container], list(collected.placement))
     columns: dict[str, pa.Array] = {
         "tick": pa.concat_arrays([_array(rows, cols.tick, pa.int64()), pa.nulls(k, pa.int64())]),
         "container_id": pa.concat_arrays(
@@ -221,6 +247,16 @@ def _model(
         if lineage in rows.column_names:
             columns[lineage] = pa.concat_arrays([_array(rows, lineage, typ), pa.nulls(k, typ)])
     return pa.table(columns)
+
+
+def member(values, known: list[str]) -> np.ndarray:
+    """Whether each value is one of ``known`` (Arrow's hash lookup: numpy's isin sorts
+    object arrays, seconds at 10^5 rows)."""
+    array = values
+    if not isinstance(values, pa.ChunkedArray | pa.Array):
+        array = pa.array(values, pa.string())
+    found = pc.is_in(pc.cast(array, pa.string()), pa.array(known, pa.string()))
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
 def host_index(names: list[str], values: np.ndarray) -> np.ndarray:

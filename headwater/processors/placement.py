@@ -10,6 +10,7 @@ model ignored, whether the strategy could only do its best, and a heatmap PNG of
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -62,6 +63,7 @@ class Placement(Processor):
         plan = self.strategy.decide(model)
         seconds = time.perf_counter() - started
         moved = np.flatnonzero(plan.host_of != model.host_of)
+        model = window_of(model, table)  # history informs the strategy; the window is scored
         at = int(model.ticks[-1]) if len(model.ticks) else 0
         first = int(model.ticks[0]) - 1 if len(model.ticks) else 0
         replay = [Move(int(c), int(model.host_of[c]), int(plan.host_of[c]), first) for c in moved]
@@ -148,6 +150,17 @@ def model_from_table(table: pa.Table, metrics: list[str]) -> ClusterModel:
         ticks=ticks.astype(np.int64),
         metrics=tuple(metrics),
     )
+
+
+def window_of(model: ClusterModel, table: pa.Table) -> ClusterModel:
+    """The model without the history ticks a cluster_model may carry."""
+    if "history" not in table.column_names:
+        return model
+    now = table.filter(pc.invert(pc.fill_null(table["history"], False)))["tick"].drop_null()
+    if not len(now):
+        return model
+    keep = model.ticks >= pc.min(now).as_py()
+    return dataclasses.replace(model, usage=model.usage[:, keep], ticks=model.ticks[keep])
 
 
 def host_ids_of(rows: pa.Table) -> np.ndarray:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -183,7 +182,7 @@ def test_late_rows_of_a_modelled_window_are_refused(tmp_path):
     (data / "container_usage.csv").write_text("\n".join(rows[:41]) + "\n")  # ticks 0..3
     spec = project(tmp_path, data, window=4)
     run_all(spec)
-    late = rows[41:81] + ["1,c_1,n_1,0.5"] + rows[81:]  # a tick-1 row among tick-4..7 rows
+    late = [*rows[41:81], "1,c_1,n_1,0.5", *rows[81:]]  # a tick-1 row among tick-4..7 rows
     (tmp_path / "data" / "container_usage.csv").write_text("\n".join(rows[:41] + late) + "\n")
     reports = run_all(spec)
     assert [r.batch.coordinates["ticks"] for r in reports] == [[4, 8], [8, 12]]
@@ -257,3 +256,22 @@ def test_incremental_updates_between_full_rebuilds(tmp_path):
     assert third["refused_by_reason"] == {"stopped": 1} and third["containers"] == 2
     q = pq.read_table(reports[2].quarantine_path).to_pylist()
     assert [r["offset"] for r in q] == [16] and "stopped" in q[0]["error"]
+
+
+def test_history_ticks_carry_earlier_windows_into_the_model(tmp_path):
+    collector = ", history_ticks: 4"
+    reports = run_all(project(tmp_path, window=4, collector=collector))
+    second = pq.read_table(reports[1].streams["cluster_model"].outputs["parquet"]["path"])
+    rows = second.filter(second["tick"].is_valid()).to_pylist()
+    assert {r["tick"] for r in rows if r["history"]} == {0, 1, 2, 3}
+    assert {r["tick"] for r in rows if not r["history"]} == {4, 5, 6, 7}
+    assert meta(reports[1], "cluster_model")["ticks"] == 4
+    assert meta(reports[1])["window"] == [4, 7]  # the decision is scored on its window
+    # no history on the first batch; the third carries the second's window only
+    third = pq.read_table(reports[2].streams["cluster_model"].outputs["parquet"]["path"])
+    assert {t for t, h in zip(third["tick"].to_pylist(), third["history"].to_pylist()) if h} == {
+        4,
+        5,
+        6,
+        7,
+    }

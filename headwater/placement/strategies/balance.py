@@ -40,6 +40,12 @@ class BalanceConfig(ComponentConfig):
         "if that lowers its peak utilisation by at least this much (0.05: five points of "
         "capacity); a value above 1 skips this phase.",
     )
+    peak_target: float = Field(
+        default=0.9,
+        gt=0,
+        description="Lower peaks only on hosts whose peak utilisation is above this: below it "
+        "there is headroom enough, and a migration has a cost.",
+    )
     target_utilisation: float = Field(
         default=1.0, gt=0, le=1.0, description="Treat this fraction of capacity as full."
     )
@@ -70,11 +76,22 @@ class _State:
     def peak(self, loads: np.ndarray, cap: np.ndarray) -> np.ndarray:
         return (loads / cap[..., None, :]).max(axis=(-2, -1))
 
+    def start(self) -> None:
+        """Per-host overload and profile counts, kept up to date by :meth:`move`."""
+        self.host_over = self.over(self.loads, self.cap)
+        self.counts = np.zeros((len(self.cap), int(self.labels.max()) + 1))
+        np.add.at(self.counts, (self.host_of, self.labels), 1)
+        self.moved = int((self.host_of != self.budget.original).sum())
+
     def move(self, c: int, g: int) -> None:
         h = self.host_of[c]
+        self.moved += int(g != self.budget.original[c]) - int(h != self.budget.original[c])
         self.loads[h] -= self.usage[c]
         self.loads[g] += self.usage[c]
         self.host_of[c] = g
+        self.counts[h, self.labels[c]] -= 1
+        self.counts[g, self.labels[c]] += 1
+        self.host_over[[h, g]] = self.over(self.loads[[h, g]], self.cap[[h, g]])
 
 
 class Balance(Strategy):
@@ -91,6 +108,7 @@ class Balance(Strategy):
             budget=MoveBudget(model.host_of, cfg.move_budget),
             scale=1.0 + float(model.usage.sum() / max(model.capacity.min(), EPS)),
         )
+        state.start()
         if not len(model.containers) or len(model.hosts) < 2:
             return Plan(state.host_of, bool(state.over(state.loads, state.cap).sum() > EPS))
         steps = self._remove_overloads(state)
@@ -106,7 +124,7 @@ class Balance(Strategy):
         stuck = np.zeros(len(s.cap), dtype=bool)
         steps = 0
         while True:
-            over = s.over(s.loads, s.cap)
+            over = s.host_over.copy()
             over[stuck] = 0.0
             h = int(over.argmax())
             if over[h] <= EPS:
@@ -122,7 +140,7 @@ class Balance(Strategy):
         if not len(cs):
             return False
         u = s.usage[cs]  # (k, T, M)
-        over_all = s.over(s.loads, s.cap)
+        over_all = s.host_over
         h_after = s.over(s.loads[h] - u, s.cap[h])  # (k,)
         g_loads = s.loads[None] + u[:, None]  # (k, H, T, M)
         g_after = s.over(g_loads, s.cap[None])  # (k, H)
@@ -130,29 +148,25 @@ class Balance(Strategy):
         gain[:, h] = -np.inf
         hosts = np.arange(len(s.cap))[None, :]
         cost = s.budget.cost(s.host_of, cs[:, None], hosts)
-        gain[s.budget.used(s.host_of) + cost > s.budget.limit] = -np.inf
+        gain[s.moved + cost > s.budget.limit] = -np.inf
         best = gain.max()
         if not np.isfinite(best) or best <= EPS:
             return False
-        same = np.zeros((len(cs), len(s.cap)))
-        counts = np.zeros((len(s.cap), int(s.labels.max()) + 1))
-        np.add.at(counts, (s.host_of, s.labels), 1)
-        same[:] = counts[:, s.labels[cs]].T
-        peak = s.peak(g_loads, s.cap[None])
-        key = np.where(gain >= best - 1e-9, 0.0, np.inf)
-        order = np.lexsort((peak.ravel(), same.ravel(), key.ravel()))
-        c, g = divmod(int(order[0]), len(s.cap))
-        s.move(int(cs[c]), g)
+        ci, gi = np.nonzero(gain >= best - 1e-9)  # the best moves; ties broken below
+        same = s.counts[gi, s.labels[cs[ci]]]  # containers of its profile already there
+        peak = s.peak(g_loads[ci, gi], s.cap[gi])
+        pick = np.lexsort((peak, same))[0]
+        s.move(int(cs[ci[pick]]), int(gi[pick]))
         return True
 
     def _best_swap(self, s: _State, h: int, over: np.ndarray) -> bool:
         cs = np.flatnonzero(s.host_of == h)
-        over_all = s.over(s.loads, s.cap)
+        over_all = s.host_over
         ds = np.flatnonzero((s.host_of != h) & (over_all[s.host_of] <= EPS))
         if not len(cs) or not len(ds):
             return False
         ds = ds[np.argsort(s.usage[ds].max(axis=(1, 2)), kind="stable")][:MAX_SWAP_PARTNERS]
-        if s.budget.used(s.host_of) + 2 > s.budget.limit:
+        if s.moved + 2 > s.budget.limit:
             return False
         uc, ud = s.usage[cs][:, None], s.usage[ds][None]  # (k,1,T,M), (1,D,T,M)
         gd = s.host_of[ds]
@@ -174,10 +188,10 @@ class Balance(Strategy):
         """Lower the cluster's peak: only the busiest host sheds, so moves stop as soon as
         the peak cannot drop by ``peak_gain`` (a smaller gain is not worth a migration)."""
         steps = 0
-        while s.budget.used(s.host_of) < s.budget.limit:
+        while s.moved < s.budget.limit:
             peaks = s.peak(s.loads, s.cap)
             h = int(peaks.argmax())
-            if not self._shed_peak(s, h, float(peaks[h])):
+            if peaks[h] <= self.config.peak_target or not self._shed_peak(s, h, float(peaks[h])):
                 return steps
             steps += 1
         return steps
@@ -195,7 +209,7 @@ class Balance(Strategy):
         worst[:, h] = np.inf
         worst[g_over > EPS] = np.inf
         cost = s.budget.cost(s.host_of, cs[:, None], np.arange(len(s.cap))[None, :])
-        worst[s.budget.used(s.host_of) + cost > s.budget.limit] = np.inf
+        worst[s.moved + cost > s.budget.limit] = np.inf
         i = int(worst.argmin())
         if peak_h - worst.flat[i] < max(self.config.peak_gain, EPS):
             return False

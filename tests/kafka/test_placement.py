@@ -1,0 +1,93 @@
+"""Placement over Kafka, against the real broker: usage records (JSON) from a topic, moves
+published to a topic and read back by the next batch's model (the closed loop)."""
+
+import csv
+import json
+
+import pyarrow.parquet as pq
+from confluent_kafka import Producer
+
+from headwater.pipeline import Pipeline
+from headwater.placement.connectors import KafkaConnector
+from headwater.spec import load_spec
+from tests.placement.test_pipeline import THESIS
+from tests.test_kafka_broker import create_topic
+
+SPEC = """\
+name: kplace
+lake: {lake}
+kafka: {{bootstrap_servers: "{servers}"}}
+source: {{kafka: {{topics: [{usage}], group: place-{usage}}}}}
+decode:
+  json: {{columns: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
+streams:
+  cluster_model:
+    processors:
+      - cluster_model: {{hosts: {hosts}, connector: {{kafka: {moves}}}}}
+    sinks: [parquet]
+  placement_decisions:
+    from: cluster_model
+    processors: [{{placement: {{strategy: balance, heatmap: false}}}}]
+    sinks: [parquet, {{moves: {{connector: {{kafka: {moves}}}}}}}]
+"""
+
+
+def produce(servers: str, topic: str, rows: list[dict]) -> None:
+    producer = Producer({"bootstrap.servers": servers, "acks": "all"})
+    for row in rows:
+        producer.produce(topic, json.dumps(row).encode())
+    assert producer.flush(30) == 0
+
+
+def thesis_rows(first: int, last: int) -> list[dict]:
+    with open(THESIS / "container_usage.csv", newline="") as fh:
+        rows = [dict(r) for r in csv.DictReader(fh)]
+    out = []
+    for r in rows:
+        if first <= int(r["timestamp"]) <= last:
+            out.append({**r, "timestamp": int(r["timestamp"]), "cpu": float(r["cpu"])})
+    return out
+
+
+def run_pending(spec, tmp_path) -> list:
+    pipeline = Pipeline(load_spec(spec, base_dir=tmp_path))
+    try:
+        return [pipeline.run(b) for b in pipeline.plan()]
+    finally:
+        pipeline.close()
+
+
+def test_moves_published_and_read_back_by_the_next_batch(kafka_bootstrap, tmp_path, write_spec):
+    usage, moves = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
+    spec = write_spec(
+        SPEC.format(
+            lake=tmp_path / "lake",
+            servers=kafka_bootstrap,
+            usage=usage,
+            moves=moves,
+            hosts=THESIS / "node_meta.csv",
+        )
+    )
+    produce(kafka_bootstrap, usage, thesis_rows(0, 3))
+    [first] = run_pending(spec, tmp_path)
+    connector = KafkaConnector(moves, load_spec(spec, base_dir=tmp_path).model.kafka)
+    published = connector.applied()
+    decided = pq.read_table(first.streams["placement_decisions"].outputs["parquet"]["path"])
+    assert published and len(published) == decided.num_rows
+    assert {m["container_name"] for m in published} == set(decided["container_name"].to_pylist())
+    assert {m["time"] for m in published} == {3}
+
+    produce(kafka_bootstrap, usage, thesis_rows(4, 7))
+    [second] = run_pending(spec, tmp_path)
+    model = pq.read_table(second.streams["cluster_model"].outputs["parquet"]["path"]).to_pylist()
+    for move in published:  # the model of ticks 4..7 has every container where it was sent
+        hosts = {r["host_id"] for r in model if r["container_id"] == move["container_name"]}
+        assert hosts == {move["new_host"]}
+
+    pipeline = Pipeline(load_spec(spec, base_dir=tmp_path))
+    try:
+        again = pipeline.run(first.batch)  # a rerun publishes nothing twice
+    finally:
+        pipeline.close()
+    assert again.streams["placement_decisions"].outputs["moves"]["status"] == "unchanged"
+    assert [m for m in connector.applied() if m["time"] == 3] == published
