@@ -7,6 +7,7 @@ in ``<root>/<pipeline>/_batches``, the quarantine is the stream ``_quarantine``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,7 @@ class Lake:
 
     def glob(self, pipeline: str, stream: str) -> str:
         return str(self.stream_dir(pipeline, stream) / "*" / "*.parquet")
+
+    def component_dir(self, pipeline: str, area: str, where: str) -> Path:
+        """A folder of state a component keeps (``where`` is its key path in the spec)."""
+        return self.root / pipeline / area / re.sub(r"[^A-Za-z0-9_.-]+", "_", where).strip("_")

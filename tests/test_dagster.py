@@ -220,3 +220,29 @@ def test_a_catalog_with_bad_rows_fails_its_asset_with_the_report(tmp_path, alert
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.user_failure_data.description
     assert "1 with ra missing or outside [0, 360)" in message and "id='b'" in message
+
+
+def test_placement_decisions_show_their_metrics_and_heatmap(tmp_path, instance):
+    import shutil
+
+    shutil.copytree(REPO / "samples" / "placement", tmp_path / "samples" / "placement")
+    spec_file = tmp_path / "pipelines" / "placement.yaml"
+    spec_file.parent.mkdir()
+    shutil.copy(REPO / "pipelines" / "placement.yaml", spec_file)
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    pipeline.plan()
+    first = pipeline.pending()[0]
+    outcomes = run_batches(spec_file, pipeline, [first], [], tmp_path, instance=instance)
+    assert outcomes[0].success, outcomes[0].error
+    event = instance.get_latest_materialization_event(
+        AssetKey(["placement", "placement_decisions"])
+    )
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert meta["strategy"] == "balance" and meta["window"] == [0, 3]
+    assert meta["after_overloaded_host_ticks"] == 0
+    assert meta["after_peak_utilisation"] < meta["before_peak_utilisation"]
+    assert meta["heatmap"].endswith(".png")
+    assert meta["heatmap_image"].startswith("![host load")
+    model = instance.get_latest_materialization_event(AssetKey(["placement", "cluster_model"]))
+    model_meta = {k: v.value for k, v in model.asset_materialization.metadata.items()}
+    assert model_meta["containers"] == 10 and model_meta["hosts"] == 2

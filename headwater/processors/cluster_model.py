@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from headwater.config import ComponentConfig
-from headwater.lake import Lake
 from headwater.placement import plugins
 from headwater.placement.collectors import STOPPED, Collected, State, StateStore
 from headwater.placement.connectors import ConnectorConfig, connector_for
@@ -58,10 +57,6 @@ class ClusterModelConfig(ComponentConfig):
         return plugins.resolve("collectors", value)
 
 
-def state_folder(lake: Lake, pipeline: str, where: str) -> Any:
-    return lake.pipeline_dir(pipeline) / "_cluster" / where.replace("/", "_").replace(".", "_")
-
-
 class ClusterModel(Processor):
     Config = ClusterModelConfig
 
@@ -69,7 +64,7 @@ class ClusterModel(Processor):
         super().__init__(config, ctx)
         self.collector = plugins.build("collectors", *config.collector, ctx)
         self.connector = connector_for(config.connector, ctx)
-        self.states = StateStore(state_folder(ctx.lake, ctx.pipeline, ctx.where))
+        self.states = StateStore(ctx.lake.component_dir(ctx.pipeline, "_cluster", ctx.where))
         self._hosts: Hosts | None = None
 
     def validate(self) -> None:

@@ -94,8 +94,7 @@ class Placement(Processor):
     def _heatmap(self, model: ClusterModel, moves: list[Move], window: list[int]):
         from headwater.placement.heatmap import render
 
-        name = self.ctx.where.replace("/", "_").replace(".", "_")
-        path = self.ctx.lake.pipeline_dir(self.ctx.pipeline) / "_placement" / name
+        path = self.ctx.lake.component_dir(self.ctx.pipeline, "_placement", self.ctx.where)
         util = [
             utilisation(loads_over_time(model, placements_over_time(model, m)), model.capacity)
             for m in ((), moves)
