@@ -18,6 +18,11 @@ from typing import Any
 from headwater.errors import ComponentNotFoundError
 
 
+def singular(kind: str) -> str:
+    """``strategies`` → ``strategy``, ``sinks`` → ``sink``: for messages."""
+    return kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]
+
+
 def is_import_path(name: str) -> bool:
     return ":" in name
 
@@ -37,7 +42,7 @@ def lookup(kind: str, name: str) -> Any:
     if not matches:
         known = ", ".join(names(kind)) or "(none)"
         raise ComponentNotFoundError(
-            f"unknown {kind[:-1]} {name!r}; known {kind}: {known}. "
+            f"unknown {singular(kind)} {name!r}; known {kind}: {known}. "
             f"Fix the name, or give a class as 'package.module:Class'."
         )
     ep = matches[0]
@@ -46,7 +51,7 @@ def lookup(kind: str, name: str) -> Any:
     except Exception as exc:
         dist = ep.dist.name if ep.dist else "an unknown package"
         raise ComponentNotFoundError(
-            f"{kind[:-1]} {name!r} is registered by {dist} as {ep.value} but failed to load: "
+            f"{singular(kind)} {name!r} is registered by {dist} as {ep.value} but failed to load: "
             f"{exc}. Reinstall or fix that package."
         ) from exc
 
@@ -57,12 +62,12 @@ def _import(kind: str, path: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ComponentNotFoundError(
-            f"{kind[:-1]} {path!r}: cannot import module {module_name!r}: {exc}. "
+            f"{singular(kind)} {path!r}: cannot import module {module_name!r}: {exc}. "
             "Check the spelling and that the package is installed."
         ) from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
         raise ComponentNotFoundError(
-            f"{kind[:-1]} {path!r}: module {module_name!r} has no attribute {attr!r}."
+            f"{singular(kind)} {path!r}: module {module_name!r} has no attribute {attr!r}."
         ) from exc

@@ -19,7 +19,9 @@ def resolve(kind: str, value: Any) -> tuple[str, Any]:
         name, settings = next(iter(value.items()))
         settings = settings or {}
     else:
-        raise ValueError(f"expected a {kind[:-1]} name or {{name: {{settings}}}}, got {value!r}")
+        raise ValueError(
+            f"expected a {registry.singular(kind)} name or {{name: {{settings}}}}, got {value!r}"
+        )
     try:
         cls = registry.lookup(kind, str(name))
     except ComponentNotFoundError as exc:
@@ -29,10 +31,7 @@ def resolve(kind: str, value: Any) -> tuple[str, Any]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        got = first.get("input")
-        raise ValueError(
-            f"{name}: {where + ': ' if where else ''}{first['msg']}; got {got!r}"
-        ) from exc
+        raise ValueError(f"{name}: {where + ': ' if where else ''}{first['msg']}") from exc
 
 
 def build(kind: str, name: str, config: Any, ctx: Any) -> Any:

@@ -269,9 +269,46 @@ def test_history_ticks_carry_earlier_windows_into_the_model(tmp_path):
     assert meta(reports[1])["window"] == [4, 7]  # the decision is scored on its window
     # no history on the first batch; the third carries the second's window only
     third = pq.read_table(reports[2].streams["cluster_model"].outputs["parquet"]["path"])
-    assert {t for t, h in zip(third["tick"].to_pylist(), third["history"].to_pylist()) if h} == {
-        4,
-        5,
-        6,
-        7,
-    }
+    flags = zip(third["tick"].to_pylist(), third["history"].to_pylist(), strict=True)
+    assert {t for t, h in flags if h} == {4, 5, 6, 7}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("{balanse: {}}", "unknown strategy 'balanse'; known strategies: balance, consolidate"),
+        ("{balance: {move_budget: -1}}", "balance: move_budget: Input should be greater than"),
+        ("{workload_balance: {threshold: 2}}", "threshold: Input should be less than or equal"),
+    ],
+)
+def test_a_bad_strategy_fails_at_load_naming_file_line_and_key(tmp_path, strategy, expected):
+    from headwater.errors import SpecError
+
+    spec = project(tmp_path)
+    spec.write_text(spec.read_text().replace("{balance: {move_budget: 10}}", strategy))
+    with pytest.raises(SpecError) as err:
+        load_spec(spec, base_dir=tmp_path)
+    [problem] = err.value.problems
+    assert problem.startswith(f"{spec}:")
+    assert "streams.placement_decisions.processors[0].placement.strategy" in problem
+    assert expected in problem
+
+
+def test_memory_is_a_second_metric_with_its_own_capacity(tmp_path):
+    """CPU fits everywhere; memory overloads host a until a container moves."""
+    data = tmp_path / "mem"
+    data.mkdir()
+    rows = ["timestamp,container_id,machine_id,cpu,memory"]
+    for t in range(4):
+        rows += [f"{t},c1,a,1.0,6.0", f"{t},c2,a,1.0,6.0", f"{t},c3,b,1.0,1.0"]
+    (data / "container_usage.csv").write_text("\n".join(rows) + "\n")
+    (data / "node_meta.csv").write_text("machine_id,cpu,memory\na,8,10\nb,8,10\n")
+    spec = project(tmp_path, data, window=4)
+    text = spec.read_text().replace(
+        "hosts: data/node_meta.csv", "hosts: data/node_meta.csv, columns: {metrics: [cpu, memory]}"
+    )
+    spec.write_text(text.replace("heatmap: false", "heatmap: false, metrics: [cpu, memory]"))
+    [report] = run_all(spec)
+    m = meta(report)
+    assert m["before_overloaded_host_ticks"] == 4 and m["before_peak_utilisation"] == 1.2
+    assert m["after_overloaded_host_ticks"] == 0 and m["after_moves"] == 1
