@@ -176,37 +176,59 @@ def resolve(rows: dict[str, np.ndarray], changes: Changes) -> tuple[np.ndarray, 
 
 
 class StateStore:
-    """Collector states of one stream, one small JSON file per window end."""
+    """Collector states of one stream: a small JSON file per window end (and the usage rows
+    kept for ``history_ticks``), the newest ``keep`` of each. What this process wrote last
+    is also kept in memory: the next batch reads it without going back to the disk."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, keep: int = 1000):
         self.folder = folder
+        self.keep = keep
+        self._states: dict[int, State] = {}
+        self._history: dict[int, pa.Table] = {}
+
+    def _ends(self, pattern: str) -> list[int]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(int(p.name.split("-")[1].split(".")[0]) for p in self.folder.glob(pattern))
 
     def latest(self, at_most: int) -> State | None:
         """The state of the last window ending at or before ``at_most``."""
-        if not self.folder.is_dir():
-            return None
-        ends = [int(p.stem.split("-")[1]) for p in self.folder.glob("state-*.json")]
-        ends = [e for e in ends if e <= at_most]
+        ends = [e for e in self._ends("state-*.json") if e <= at_most]
         if not ends:
             return None
-        data = json.loads((self.folder / f"state-{max(ends):020d}.json").read_text())
+        if ends[-1] in self._states:
+            return self._states[ends[-1]]
+        data = json.loads((self.folder / f"state-{ends[-1]:020d}.json").read_text())
         return State(data["end"], data["since_rebuild"], data["placement"])
 
     def save(self, state: State) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"state-{state.end:020d}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state.__dict__, sort_keys=True))
-        os.replace(tmp, path)
+        self._write(f"state-{state.end:020d}.json", json.dumps(state.__dict__, sort_keys=True))
+        self._states = {state.end: state}
+        self._prune("state-*.json")
 
     def history(self, end: int) -> pa.Table | None:
         """The usage rows kept by the window ending at ``end`` (see ``history_ticks``)."""
+        if end in self._history:
+            return self._history[end]
         path = self.folder / f"usage-{end:020d}.parquet"
         return pq.read_table(path) if path.exists() else None
 
     def save_history(self, end: int, table: pa.Table) -> None:
+        self._write(f"usage-{end:020d}.parquet", table)
+        self._history = {end: table}
+        self._prune("usage-*.parquet")
+
+    def _write(self, name: str, content: str | pa.Table) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"usage-{end:020d}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp)
+        path = self.folder / name
+        tmp = path.with_name(f".{name}.tmp")
+        if isinstance(content, str):
+            tmp.write_text(content)
+        else:
+            pq.write_table(content, tmp)
         os.replace(tmp, path)
+
+    def _prune(self, pattern: str) -> None:
+        ends = self._ends(pattern)
+        for end in ends[: max(0, len(ends) - self.keep)]:
+            (self.folder / pattern.replace("*", f"{end:020d}")).unlink(missing_ok=True)

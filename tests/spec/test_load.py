@@ -50,7 +50,8 @@ def test_a_good_spec_loads_with_streams_in_dependency_order(write_spec):
             "- solar_system: {action: include}",
             "- solar_systm: {action: include}",
             "p.yaml:10: streams.sso.processors[0]: unknown processor 'solar_systm'; known "
-            "processors: crossmatch, record, select, solar_system, sql. Fix the name, or give a "
+            "processors: cluster_model, crossmatch, placement, record, select, solar_system, sql. "
+            "Fix the name, or give a "
             "class as 'package.module:Class'.",
         ),
         (
