@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import fastavro
@@ -118,12 +119,20 @@ def test_the_batch_summary_counts_compiled_and_fallback_groups(ztf_spec, tmp_pat
     assert summary["decode"]["fallback_groups"] == 0
 
 
+def worker_environ(pid: int) -> list[bytes]:
+    """A process's environment; empty until its exec is done (seen under load)."""
+    deadline = time.monotonic() + 30
+    while not (data := Path(f"/proc/{pid}/environ").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return data.split(b"\0")
+
+
 def test_workers_keep_freed_memory_and_the_parent_environment_is_untouched(monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     workers = avro_pool.CompiledPool(workers=1)
     try:
         worker = workers._take()
-        environ = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+        environ = worker_environ(worker.proc.pid)
         for key, value in avro_pool.WORKER_ENV.items():
             assert f"{key}={value}".encode() in environ
         assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
