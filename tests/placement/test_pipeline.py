@@ -312,3 +312,28 @@ def test_memory_is_a_second_metric_with_its_own_capacity(tmp_path):
     m = meta(report)
     assert m["before_overloaded_host_ticks"] == 4 and m["before_peak_utilisation"] == 1.2
     assert m["after_overloaded_host_ticks"] == 0 and m["after_moves"] == 1
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["{workload_balance: {threshold: 0.6}}", "{consolidate: {move_budget: 3}}", "balance"],
+)
+def test_every_strategy_runs_in_the_loop_and_its_moves_are_applied(tmp_path, strategy):
+    spec = project(tmp_path)
+    spec.write_text(spec.read_text().replace("{balance: {move_budget: 10}}", strategy))
+    reports = run_all(spec)
+    name = strategy.strip("{").split(":")[0]
+    decided = []
+    for r in reports:
+        assert meta(r)["strategy"] == name
+        decided += pq.read_table(
+            r.streams["placement_decisions"].outputs["parquet"]["path"]
+        ).to_pylist()
+    log = moves_log(tmp_path)
+    assert [(m["container_name"], m["new_host"], int(m["time"])) for m in log] == [
+        (d["container_name"], d["new_host"], d["time"]) for d in decided
+    ]
+    if name == "consolidate":  # two hosts near full: neither can be emptied
+        assert not decided and all(meta(r)["after_hosts_used"] == 2 for r in reports)
+    else:
+        assert decided
