@@ -26,6 +26,13 @@ from headwater.placement.model import DECISION_TICK_KEY, REFUSED_KEY, ClusterMod
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import no_rejects
 
+#: Figures that only make sense after moves (the window as it ran has none).
+MOVE_FIGURES = {
+    "before_moves",
+    "before_moves_per_container",
+    "before_moved_containers",
+    "before_solve_seconds",
+}
 MOVES_SCHEMA = pa.schema(
     [
         pa.field("container_name", pa.string()),
@@ -73,7 +80,7 @@ class Placement(Processor):
             "best_effort": bool(plan.best_effort),
             "rows_ignored": int((table.schema.metadata or {}).get(REFUSED_KEY, b"0")),
             "window": [int(model.ticks[0]), at] if len(model.ticks) else [],
-            **before.as_dict("before_"),
+            **{k: v for k, v in before.as_dict("before_").items() if k not in MOVE_FIGURES},
             **after.as_dict("after_"),
             **{f"strategy_{k}": v for k, v in plan.notes.items()},
         }
