@@ -62,8 +62,8 @@ class BatchRunner:
     def __init__(
         self, spec_file: Path, pipeline: Pipeline, overrides: list[str], root: Path, instance=None
     ):
+        from headwater.assets.definitions import build_definitions, job_name
         from headwater.assets.streams import op_name
-        from headwater.definitions import build_definitions, job_name
 
         self.pipeline = pipeline
         self.overrides = list(overrides)

@@ -72,3 +72,25 @@ def test_query_without_outputs_says_what_to_do(project):
     result = CliRunner().invoke(app, ["query", "select 1"])
     assert result.exit_code == 1
     assert "no pipeline outputs in" in result.output and "headwater run" in result.output
+
+
+def test_a_broken_spec_beside_does_not_stop_running_another(project):
+    import subprocess
+    import sys
+
+    shutil.copytree(REPO / "samples" / "placement", project / "samples" / "placement")
+    broken = (project / "pipelines" / "ztf.yaml").read_text().replace("include", "sometimes", 1)
+    (project / "pipelines" / "broken.yaml").write_text(broken.replace("name: ztf", "name: broken"))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DAGSTER_HOME"}
+    done = subprocess.run(
+        [sys.executable, "-m", "headwater", "run", "placement"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "placement_decisions" in done.stdout
+    bad = invoke("validate", "pipelines/broken.yaml")
+    assert bad.exit_code != 0 and "sometimes" in bad.output
