@@ -62,4 +62,3 @@ def build_definitions(specs: list[Path] | None = None, root: str = "") -> Defini
         *(pipeline_definitions(s) for s in loaded),
         Definitions(resources={"headwater": project_resource(base)}),
     )
-

@@ -3,9 +3,9 @@ resolved through the registry and validated with the plugin's own config model a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 
 from headwater import registry
 from headwater.errors import ComponentNotFoundError
@@ -36,3 +36,9 @@ def resolve(kind: str, value: Any) -> tuple[str, Any]:
 
 def build(kind: str, name: str, config: Any, ctx: Any) -> Any:
     return registry.lookup(kind, name)(config, ctx)
+
+
+def reference(kind: str) -> Any:
+    """The type of a config field naming a plugin of ``kind``: checked at load, held as
+    ``(name, validated config)``."""
+    return Annotated[Any, AfterValidator(lambda value: resolve(kind, value))]

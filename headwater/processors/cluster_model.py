@@ -15,12 +15,11 @@ reason; event rows (a non-null ``event_type``) update the placement (see
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
@@ -35,7 +34,7 @@ from headwater.quarantine import rejects
 class ClusterModelConfig(ComponentConfig):
     hosts: str = Field(description="Host capacities, HOTS's node_meta.csv (machine_id,cpu,…).")
     columns: UsageColumns = Field(default_factory=UsageColumns)
-    collector: Any = Field(
+    collector: plugins.reference("collectors") = Field(  # type: ignore[valid-type]
         default="usage",
         validate_default=True,
         description="Collector plugin (headwater.collectors): a name or {name: {settings}}.",
@@ -50,11 +49,6 @@ class ClusterModelConfig(ComponentConfig):
         default_factory=ConnectorConfig,
         description="Where applied moves are read back (the moves sink's connector).",
     )
-
-    @field_validator("collector")
-    @classmethod
-    def _collector(cls, value: Any) -> tuple[str, Any]:
-        return plugins.resolve("collectors", value)
 
 
 class ClusterModel(Processor):

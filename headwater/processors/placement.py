@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
@@ -44,17 +44,12 @@ MOVES_SCHEMA = pa.schema(
 
 
 class PlacementConfig(ComponentConfig):
-    strategy: Any = Field(
+    strategy: plugins.reference("strategies") = Field(  # type: ignore[valid-type]
         description="A strategy (headwater.strategies): balance, workload_balance, "
         "consolidate, or {name: {settings}}."
     )
     metrics: list[str] = Field(default=["cpu"], min_length=1, description="Metric columns.")
     heatmap: bool = Field(default=True, description="Draw host load before/after as a PNG.")
-
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, value: Any) -> tuple[str, Any]:
-        return plugins.resolve("strategies", value)
 
 
 class Placement(Processor):
