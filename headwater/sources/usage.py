@@ -127,6 +127,11 @@ class UsageSource(Source):
         table = raw_table([rel] * len(taken), list(range(lo, lo + len(taken))), taken)
         return RawBatch(table, {rel: header}, unreadable)
 
+    def group(self, coordinates: dict[str, Any]) -> str | None:
+        """One group: a placement loop's windows run one at a time, in order (each batch's
+        model starts from the state and the moves the previous one left)."""
+        return "windows"
+
     def describe(self, coordinates: dict[str, Any]) -> str:
         s, e = coordinates["ticks"]
         lo, hi = coordinates["lines"]

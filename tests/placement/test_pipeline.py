@@ -352,3 +352,18 @@ def test_no_feasible_placement_gives_the_best_effort_and_says_so(tmp_path):
         assert m["after_overload_volume"] <= m["before_overload_volume"]
     # some tick needs more than the 8 CPU there are: no strategy can clear it
     assert any(m["after_overloaded_host_ticks"] > 0 for m in hot)
+
+
+def test_a_placement_loop_runs_its_windows_one_at_a_time(tmp_path):
+    """The sensor tags every window's run with one group: the run queue allows one at a time
+    (dagster.yaml), so each batch starts from the state and moves the previous one left."""
+    from headwater.sensors.batches import batch_tags
+
+    pipeline = Pipeline(load_spec(project(tmp_path), base_dir=tmp_path))
+    try:
+        batches = pipeline.plan()
+        tags = [batch_tags(b, "", pipeline.source.group(b.coordinates)) for b in batches]
+    finally:
+        pipeline.close()
+    assert len(batches) == 3
+    assert {t["headwater/partition_group"] for t in tags} == {"place:windows"}
