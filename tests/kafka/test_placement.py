@@ -2,9 +2,12 @@
 published to a topic and read back by the next batch's model (the closed loop)."""
 
 import csv
+import io
 import json
 
+import fastavro
 import pyarrow.parquet as pq
+import pytest
 from confluent_kafka import Producer
 
 from headwater.pipeline import Pipeline
@@ -18,8 +21,7 @@ name: kplace
 lake: {lake}
 kafka: {{bootstrap_servers: "{servers}"}}
 source: {{kafka: {{topics: [{usage}], group: place-{usage}}}}}
-decode:
-  json: {{columns: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
+decode: {decode}
 streams:
   cluster_model:
     processors:
@@ -32,10 +34,36 @@ streams:
 """
 
 
-def produce(servers: str, topic: str, rows: list[dict]) -> None:
+JSON = (
+    "{json: {columns: {timestamp: int64, container_id: string, machine_id: string, cpu: double}}}"
+)
+AVRO = "{avro: {framing: container}}"
+USAGE_SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "ContainerUsage",
+        "fields": [
+            {"name": "timestamp", "type": "long"},
+            {"name": "container_id", "type": "string"},
+            {"name": "machine_id", "type": "string"},
+            {"name": "cpu", "type": "double"},
+        ],
+    }
+)
+
+
+def encode(row: dict, decode: str) -> bytes:
+    if decode == JSON:
+        return json.dumps(row).encode()
+    out = io.BytesIO()  # one Avro container per message, schema inside (as ZTF publishes)
+    fastavro.writer(out, USAGE_SCHEMA, [row])
+    return out.getvalue()
+
+
+def produce(servers: str, topic: str, rows: list[dict], decode: str) -> None:
     producer = Producer({"bootstrap.servers": servers, "acks": "all"})
     for row in rows:
-        producer.produce(topic, json.dumps(row).encode())
+        producer.produce(topic, encode(row, decode))
     assert producer.flush(30) == 0
 
 
@@ -57,7 +85,10 @@ def run_pending(spec, tmp_path) -> list:
         pipeline.close()
 
 
-def test_moves_published_and_read_back_by_the_next_batch(kafka_bootstrap, tmp_path, write_spec):
+@pytest.mark.parametrize("decode", [JSON, AVRO], ids=["json", "avro"])
+def test_moves_published_and_read_back_by_the_next_batch(
+    kafka_bootstrap, tmp_path, write_spec, decode
+):
     usage, moves = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
     spec = write_spec(
         SPEC.format(
@@ -66,9 +97,10 @@ def test_moves_published_and_read_back_by_the_next_batch(kafka_bootstrap, tmp_pa
             usage=usage,
             moves=moves,
             hosts=THESIS / "node_meta.csv",
+            decode=decode,
         )
     )
-    produce(kafka_bootstrap, usage, thesis_rows(0, 3))
+    produce(kafka_bootstrap, usage, thesis_rows(0, 3), decode)
     [first] = run_pending(spec, tmp_path)
     connector = KafkaConnector(moves, load_spec(spec, base_dir=tmp_path).model.kafka)
     published = connector.applied()
@@ -77,7 +109,7 @@ def test_moves_published_and_read_back_by_the_next_batch(kafka_bootstrap, tmp_pa
     assert {m["container_name"] for m in published} == set(decided["container_name"].to_pylist())
     assert {m["time"] for m in published} == {3}
 
-    produce(kafka_bootstrap, usage, thesis_rows(4, 7))
+    produce(kafka_bootstrap, usage, thesis_rows(4, 7), decode)
     [second] = run_pending(spec, tmp_path)
     model = pq.read_table(second.streams["cluster_model"].outputs["parquet"]["path"]).to_pylist()
     for move in published:  # the model of ticks 4..7 has every container where it was sent
