@@ -212,10 +212,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--no-hots", action="store_true", help="headwater alone")
+    ap.add_argument(
+        "--sizes",
+        default="20x4,50x5,100x10,1000x50,10000x500",
+        help="generated clusters, containers x hosts, comma-separated (HOTS runs up to 1000)",
+    )
     args = ap.parse_args()
     exe = None if args.no_hots else ensure_hots(args.hots_venv)
     rows = []
-    sizes = [(20, 4), (50, 5), (100, 10), (1000, 50), (10_000, 500)]
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",") if size]
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, w, lookback in cases(sizes):
             folder = data if isinstance(data, Path) else Path(tmp) / name.split()[-1]
@@ -260,7 +265,13 @@ def compare(name: str, folder: Path, w: int, lookback: int, exe: Path | None, ar
     if any(h is None for h in hots):
         out.append({"case": name, "system": "HOTS", "finished": False})
         return out
-    hm = score(model, moves_from_names(model, hots[0][2], 0))
+    # HOTS's runs differ (its clustering is not seeded): each run is scored, and the run
+    # with the median overload is the one shown, with the range of all runs beside it
+    scored = sorted(
+        (score(model, moves_from_names(model, h[2], 0)) for h in hots),
+        key=lambda m: (m.overloaded_host_ticks, m.moves),
+    )
+    hm = scored[len(scored) // 2]
     own = statistics.median(h[0] for h in hots)
     out.append(
         {
@@ -270,6 +281,7 @@ def compare(name: str, folder: Path, w: int, lookback: int, exe: Path | None, ar
             "seconds": own,
             "command_seconds": statistics.median(h[1] for h in hots),
             "logged_moves": len(hots[0][2]),
+            "runs": [(m.overloaded_host_ticks, m.moves) for m in scored],
             "ratio": own / hw_seconds,
             "ratio_batches": own / hw_batches,
         }
@@ -301,7 +313,8 @@ def print_table(rows: list[dict], header: bool = True) -> None:
             print(
                 f"{r['case']}: HOTS command (start-up included) {r['command_seconds']:.2f} s, "
                 f"{r['logged_moves']} moves logged; HOTS run / headwater batches "
-                f"{r['ratio_batches']:.0f}x"
+                f"{r['ratio_batches']:.0f}x; each run's (overloaded host-ticks, moves): "
+                f"{r['runs']}"
             )
         if "per_batch" in r:
             print(
