@@ -120,7 +120,8 @@ def hots_config(folder: Path, out: Path, w: int, lookback: int, clusters: int) -
         "clustering": {
             "method": "kmeans",
             "nb_clusters": clusters,
-            "parameters": {"nb_clusters": clusters},
+            # seeded, as headwater's clustering is: the same input, the same moves
+            "parameters": {"nb_clusters": clusters, "random_state": 0},
         },
         "optimization": {"backend": "pyomo", "parameters": {"solver": "glpk"}},
         # HOTS 2.0.2's initial placement heuristic fails (AppConfig has no tick_field), so
@@ -265,8 +266,8 @@ def compare(name: str, folder: Path, w: int, lookback: int, exe: Path | None, ar
     if any(h is None for h in hots):
         out.append({"case": name, "system": "HOTS", "finished": False})
         return out
-    # HOTS's runs differ (its clustering is not seeded): each run is scored, and the run
-    # with the median overload is the one shown, with the range of all runs beside it
+    # each run is scored (HOTS's runs differ unless its clustering is seeded, as here), and
+    # the run with the median overload is the one shown, with every run's figures beside it
     scored = sorted(
         (score(model, moves_from_names(model, h[2], 0)) for h in hots),
         key=lambda m: (m.overloaded_host_ticks, m.moves),
