@@ -48,6 +48,12 @@ class Component:
         self.ctx = ctx
 
     @classmethod
+    def input_files(cls, config: Any) -> dict[str, str]:
+        """Files or folders this component reads, by config key: checked when the spec is
+        loaded (relative to the project root), not when the first batch needs them."""
+        return {}
+
+    @classmethod
     def config_input(cls, value: Any) -> dict[str, Any]:
         """Normalise the raw YAML value given for this component into a config mapping."""
         if value is None:

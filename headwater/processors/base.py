@@ -32,9 +32,6 @@ class Processor(Component):
         """Return the output table, a boolean keep-mask over ``table``, or :class:`Processed`."""
         raise NotImplementedError
 
-    def validate(self) -> None:
-        """Checks that need the whole config, run at spec load; raise ``ValueError``."""
-
     def __call__(self, table: pa.Table) -> Processed:
         try:
             out = self.process(table)

@@ -61,10 +61,9 @@ class ClusterModel(Processor):
         self.states = StateStore(ctx.lake.component_dir(ctx.pipeline, "_cluster", ctx.where))
         self._hosts: Hosts | None = None
 
-    def validate(self) -> None:
-        path = self.ctx.path(self.config.hosts)
-        if not path.is_file():
-            raise ValueError(f"hosts: no such file {path}; expected HOTS's node_meta.csv")
+    @classmethod
+    def input_files(cls, config: ClusterModelConfig) -> dict[str, str]:
+        return {"hosts": config.hosts}
 
     def hosts(self) -> Hosts:
         if self._hosts is None:

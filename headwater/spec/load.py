@@ -258,8 +258,9 @@ def load_spec(
         raise SpecError(shown, problems.items) from None
     source = parse_component("sources", model.source, ("source",), problems)
     decode = parse_component("decoders", model.decode, ("decode",), problems)
-    streams = _streams(model, problems)
     base = (base_dir or Path.cwd()).resolve()
+    streams = _streams(model, problems, base)
+    _check_input_files("sources", source, ("source",), base, problems)
     _check_catalog_files(model, base, problems)
     if problems.items:
         raise SpecError(shown, problems.items)
@@ -273,7 +274,7 @@ def load_spec(
     )
 
 
-def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
+def _streams(model: PipelineSpec, problems: _Problems, base: Path) -> list[StreamPlan]:
     plans: dict[str, StreamPlan] = {}
     for name, stream in model.streams.items():
         here = ("streams", name)
@@ -298,6 +299,8 @@ def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
         ]
         _check_sinks(sinks, here, problems)
         _check_catalogs(processors, model, here, problems)
+        for i, p in enumerate(processors):
+            _check_input_files("processors", p, (*here, "processors", i), base, problems)
         plans[name] = StreamPlan(
             name,
             stream.from_,
@@ -306,6 +309,23 @@ def _streams(model: PipelineSpec, problems: _Problems) -> list[StreamPlan]:
             stream.description,
         )
     return _in_dependency_order(plans, problems)
+
+
+def _check_input_files(
+    kind: str, spec: ComponentSpec | None, here: Path_, base: Path, problems: _Problems
+) -> None:
+    """The files a component says it reads (``input_files``) are there."""
+    if spec is None:
+        return
+    wanted = registry.lookup(kind, spec.name).input_files(spec.config)
+    for key, value in wanted.items():
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.exists():
+            problems.add(
+                (*here, spec.name, key),
+                f"no such file or folder {path} (a relative path is relative to the project root)",
+            )
 
 
 def _check_catalog_files(model: PipelineSpec, base: Path, problems: _Problems) -> None:
