@@ -14,7 +14,7 @@ from tests.conftest import REPO
 def project(tmp_path, monkeypatch):
     """A fresh project: the bundled pipelines and samples, run from its root."""
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
-    for sample in ("ztf", "catalogs", "watchlists"):  # alerts, and what they are matched with
+    for sample in ("ztf", "catalogs", "watchlists", "placement"):  # every bundled spec's data
         shutil.copytree(REPO / "samples" / sample, tmp_path / "samples" / sample)
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.chdir(tmp_path)
@@ -78,7 +78,6 @@ def test_a_broken_spec_beside_does_not_stop_running_another(project):
     import subprocess
     import sys
 
-    shutil.copytree(REPO / "samples" / "placement", project / "samples" / "placement")
     broken = (project / "pipelines" / "ztf.yaml").read_text().replace("include", "sometimes", 1)
     (project / "pipelines" / "broken.yaml").write_text(broken.replace("name: ztf", "name: broken"))
     env = {k: v for k, v in __import__("os").environ.items() if k != "DAGSTER_HOME"}

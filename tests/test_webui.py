@@ -41,7 +41,7 @@ def project(tmp_path, monkeypatch):
     for name in ("pipelines", "dagster.yaml", "workspace.yaml"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    for sample in ("ztf", "catalogs", "watchlists"):  # alerts, and what they are matched with
+    for sample in ("ztf", "catalogs", "watchlists", "placement"):  # every bundled spec's data
         shutil.copytree(REPO / "samples" / sample, tmp_path / "samples" / sample)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -39,10 +39,6 @@ class UsageSource(Source):
     Config = UsageSourceConfig
     concurrent_reads = True
 
-    @classmethod
-    def input_files(cls, config: UsageSourceConfig) -> dict[str, str]:
-        return {"path": config.path}
-
     @property
     def file(self) -> Path:
         p = self.ctx.path(self.config.path).resolve()

@@ -369,7 +369,7 @@ def test_a_placement_loop_runs_its_windows_one_at_a_time(tmp_path):
     assert {t["headwater/partition_group"] for t in tags} == {"place:windows"}
 
 
-def test_missing_usage_or_hosts_files_fail_at_load_naming_the_key(tmp_path):
+def test_a_missing_hosts_file_fails_at_load_naming_the_key(tmp_path):
     from headwater.errors import SpecError
 
     spec = project(tmp_path)
@@ -378,8 +378,5 @@ def test_missing_usage_or_hosts_files_fail_at_load_naming_the_key(tmp_path):
     with pytest.raises(SpecError) as err:
         load_spec(spec, base_dir=tmp_path)
     problems = err.value.problems
-    assert len(problems) == 2
-    assert any("source.usage.path: no such file or folder" in p for p in problems)
-    assert any(
-        "cluster_model.hosts: no such file or folder" in p and "nodes.csv" in p for p in problems
-    )
+    [problem] = problems  # a usage file may appear later; the hosts are reference data
+    assert "cluster_model.hosts: no such file or folder" in problem and "nodes.csv" in problem
