@@ -26,7 +26,7 @@ from headwater.placement import plugins
 from headwater.placement.collectors import STOPPED, Collected, State, StateStore
 from headwater.placement.connectors import ConnectorConfig, connector_for
 from headwater.placement.model import REFUSED_KEY
-from headwater.placement.usage import Hosts, UsageColumns, load_hosts, refusals
+from headwater.placement.usage import Hosts, UsageColumns, load_hosts, member, refusals
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import rejects
 
@@ -235,16 +235,6 @@ def _model(
         if lineage in rows.column_names:
             columns[lineage] = pa.concat_arrays([_array(rows, lineage, typ), pa.nulls(k, typ)])
     return pa.table(columns)
-
-
-def member(values, known: list[str]) -> np.ndarray:
-    """Whether each value is one of ``known`` (Arrow's hash lookup: numpy's isin sorts
-    object arrays, seconds at 10^5 rows)."""
-    array = values
-    if not isinstance(values, pa.ChunkedArray | pa.Array):
-        array = pa.array(values, pa.string())
-    found = pc.is_in(pc.cast(array, pa.string()), pa.array(known, pa.string()))
-    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
 def host_index(names: list[str], values: np.ndarray) -> np.ndarray:

@@ -81,7 +81,7 @@ class _State:
         self.host_over = self.over(self.loads, self.cap)
         self.counts = np.zeros((len(self.cap), int(self.labels.max()) + 1))
         np.add.at(self.counts, (self.host_of, self.labels), 1)
-        self.moved = int((self.host_of != self.budget.original).sum())
+        self.moved = self.budget.used(self.host_of)
 
     def move(self, c: int, g: int) -> None:
         h = self.host_of[c]

@@ -32,8 +32,9 @@ class Consolidate(Strategy):
         loads = host_loads(host_of, model.usage, len(model.hosts))
         moved, freed = 0, []
         while True:
-            active = np.flatnonzero(np.bincount(host_of, minlength=len(model.hosts)) > 0)
-            count = np.bincount(host_of, minlength=len(model.hosts))[active]
+            per_host = np.bincount(host_of, minlength=len(model.hosts))
+            active = np.flatnonzero(per_host > 0)
+            count = per_host[active]
             order = active[np.lexsort((loads[active].sum(axis=(1, 2)), count))]
             for h in order:
                 plan = self._empty(int(h), host_of, loads, model.usage, cap, active)
