@@ -62,6 +62,16 @@ class Refused:
         return rejects(*self._columns)
 
 
+def rows_refused(table: pa.Table, rows, errors: list[str]) -> pa.Table:
+    """Rejects for ``rows`` of a processor's input, traced by their lineage columns."""
+    taken = table.take(pa.array(rows, pa.int64()))
+    lineage = [
+        taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
+        for k in ("_source", "_offset")
+    ]
+    return rejects(*lineage, errors, [None] * len(rows))
+
+
 def no_rejects() -> pa.Table:
     return REJECT_SCHEMA.empty_table()
 

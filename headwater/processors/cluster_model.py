@@ -28,7 +28,7 @@ from headwater.placement.connectors import ConnectorConfig, connector_for
 from headwater.placement.model import REFUSED_KEY
 from headwater.placement.usage import Hosts, UsageColumns, load_hosts, member, refusals
 from headwater.processors.base import Processed, Processor
-from headwater.quarantine import rejects
+from headwater.quarantine import rejects, rows_refused
 
 
 class ClusterModelConfig(ComponentConfig):
@@ -201,12 +201,7 @@ def _event_refusals(table: pa.Table, cols: UsageColumns) -> np.ndarray:
 
 def _refused(table: pa.Table, reasons: np.ndarray) -> pa.Table:
     rows = np.flatnonzero(reasons != "")
-    taken = table.take(pa.array(rows, pa.int64()))
-    lineage = [
-        taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
-        for k in ("_source", "_offset")
-    ]
-    return rejects(*lineage, list(reasons[rows]), [None] * len(rows))
+    return rows_refused(table, rows, list(reasons[rows]))
 
 
 def _model(

@@ -22,7 +22,7 @@ from headwater.config import ComponentConfig
 from headwater.crossmatch.catalog import position_faults
 from headwater.errors import HeadwaterError, ProcessorError
 from headwater.processors.base import Processed, Processor
-from headwater.quarantine import rejects
+from headwater.quarantine import rejects, rows_refused
 
 #: The largest radius a spec may ask for (1 degree): beyond it a positional cross-match is
 #: not what is meant, and pair counts explode.
@@ -168,11 +168,7 @@ def _refused(
         f"crossmatch {c.catalog}: {reasons[r]} (ra {a}, dec {d}); the alert cannot be matched"
         for r, a, d in zip(rows, ra, dec, strict=True)
     ]
-    lineage = [
-        taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
-        for k in ("_source", "_offset")
-    ]
-    return rejects(*lineage, errors, [None] * len(rows))
+    return rows_refused(table, rows, errors)
 
 
 def _matches(table, catalog, c, q, rows, arcsec, ra, dec) -> pa.Table:
