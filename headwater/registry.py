@@ -23,6 +23,19 @@ def singular(kind: str) -> str:
     return kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]
 
 
+def split_reference(kind: str, value: Any) -> tuple[str, Any]:
+    """A component as a spec writes it — ``name`` or ``{name: settings}`` — as ``(name,
+    settings)`` (settings None when only the name is given); ValueError otherwise."""
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and len(value) == 1:
+        name, settings = next(iter(value.items()))
+        return str(name), settings
+    raise ValueError(
+        f"expected a {singular(kind)} name or {{name: settings}} with one key, got {value!r}"[:200]
+    )
+
+
 def is_import_path(name: str) -> bool:
     return ":" in name
 

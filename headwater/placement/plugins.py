@@ -13,21 +13,13 @@ from headwater.errors import ComponentNotFoundError
 
 def resolve(kind: str, value: Any) -> tuple[str, Any]:
     """``(name, validated config)``; raises ValueError naming what was expected."""
-    if isinstance(value, str):
-        name, settings = value, {}
-    elif isinstance(value, dict) and len(value) == 1:
-        name, settings = next(iter(value.items()))
-        settings = settings or {}
-    else:
-        raise ValueError(
-            f"expected a {registry.singular(kind)} name or {{name: {{settings}}}}, got {value!r}"
-        )
+    name, settings = registry.split_reference(kind, value)
     try:
-        cls = registry.lookup(kind, str(name))
+        cls = registry.lookup(kind, name)
     except ComponentNotFoundError as exc:
         raise ValueError(str(exc)) from exc
     try:
-        return str(name), cls.Config.model_validate(settings)
+        return name, cls.Config.model_validate(cls.config_input(settings))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -159,22 +159,17 @@ def parse_component(
     kind: str, value: Any, path: Path_, problems: _Problems
 ) -> ComponentSpec | None:
     """Resolve one component reference and validate its settings with its own model."""
-    if isinstance(value, str):
-        name, settings = value, None
-    elif isinstance(value, dict) and len(value) == 1:
-        name, settings = next(iter(value.items()))
-    else:
-        problems.add(
-            path,
-            f"expected a {kind[:-1]} name or {{name: settings}} with one key, got {value!r}"[:200],
-        )
+    try:
+        name, settings = registry.split_reference(kind, value)
+    except ValueError as exc:
+        problems.add(path, str(exc))
         return None
     try:
-        cls = registry.lookup(kind, str(name))
+        cls = registry.lookup(kind, name)
     except ComponentNotFoundError as exc:
         problems.add(path, str(exc))
         return None
-    here = (*path, str(name))
+    here = (*path, name)
     try:
         raw = cls.config_input(settings)
     except ValueError as exc:
@@ -185,7 +180,7 @@ def parse_component(
     except ValidationError as exc:
         problems.from_validation(here, exc, cls.Config)
         return None
-    return ComponentSpec(name=str(name), config=config, where=format_path(here))
+    return ComponentSpec(name=name, config=config, where=format_path(here))
 
 
 def parse_overrides(items: list[str]) -> list[tuple[Path_, Any]]:
