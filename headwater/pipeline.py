@@ -273,6 +273,10 @@ class Pipeline:
         write_atomically(path, quarantine.table(), compression="zstd")
         return str(path)
 
+    def warm(self) -> None:
+        """Get ready for a stream of batches (the decoder's helper processes)."""
+        self.decoder.warm()
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.shutdown(wait=True, cancel_futures=True)

@@ -96,6 +96,40 @@ class BatchRunner:
         )
 
 
+class EventRunner:
+    """Runs a batch in this process, outside any Dagster run, then reports a materialization
+    of every asset of the pipeline for it (Dagster's asset events for work done elsewhere).
+
+    What ``headwater stream`` uses by default: a Dagster run costs about 0.3 s of CPU (its
+    run record, a SQLite shard, some 25 events), more than the batch itself at a batch every
+    few hundred ms; the events cost tens of ms. The metadata and the batch's tags are those a
+    run would give, and materializing the batch's partition from the web UI (or running it
+    by id) replays it from the same coordinates, as re-executing a run does.
+    """
+
+    def __init__(self, pipeline: Pipeline, instance):
+        self.pipeline = pipeline
+        self.instance = instance
+
+    def run(self, batch: Batch) -> RunOutcome:
+        from dagster import AssetMaterialization
+
+        from headwater.assets.streams import asset_metadata
+        from headwater.errors import HeadwaterError
+
+        try:
+            report = self.pipeline.run(batch)
+        except HeadwaterError as exc:  # the batch stays pending: the worker runs it again
+            return RunOutcome(batch, False, "", {}, str(exc))
+        # asset events take only short plain tag values; the coordinates are in the metadata
+        tags = {"headwater/pipeline": batch.pipeline, "headwater/batch_id": batch.id}
+        for key, metadata in asset_metadata(self.pipeline.spec, [report]):
+            self.instance.report_runless_asset_event(
+                AssetMaterialization(key, partition=batch.window, metadata=metadata, tags=tags)
+            )
+        return RunOutcome(batch, True, "", report.summary())
+
+
 def run_batches(
     spec_file: Path,
     pipeline: Pipeline,

@@ -20,6 +20,11 @@ class ScriptedPipeline:
         self.source = SimpleNamespace(config=SimpleNamespace(max_records_per_batch=cap))
         self.recorded: list[Batch] = []
 
+        self.warmed = 0
+
+    def warm(self):
+        self.warmed += 1
+
     def pending(self):
         return []
 
@@ -72,6 +77,7 @@ def test_a_broker_outage_is_waited_out_then_batches_resume():
     stats = w.run()
     assert errors == [down, down]
     assert runner.ran == ["b0"] and stats.batches == 1 and stats.records == 3
+    assert pipeline.warmed == 1  # its decoding workers were started before the first batch
 
 
 def test_a_permanent_error_stops_the_worker():

@@ -10,6 +10,7 @@ recorded in its window — so re-materializing a window from the UI replays exac
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,15 @@ def run_window(
 
 
 def materializations(spec: LoadedSpec, reports: list[BatchReport]):
+    for key, metadata in asset_metadata(spec, reports):
+        yield MaterializeResult(asset_key=key, metadata=metadata)
+
+
+def asset_metadata(
+    spec: LoadedSpec, reports: list[BatchReport]
+) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
+    """Each asset of the pipeline (its streams, then the quarantine) with the metadata of
+    its materialization by these batches: a run's, or the stream worker's asset events."""
     for s in spec.streams:
         rows_in = sum(r.streams[s.name].rows_in for r in reports)
         rows_out = sum(r.streams[s.name].rows_out for r in reports)
@@ -181,11 +191,11 @@ def materializations(spec: LoadedSpec, reports: list[BatchReport]):
             meta["path"] = (
                 MetadataValue.path(paths[0]) if len(paths) == 1 else MetadataValue.json(paths)
             )
-        yield MaterializeResult(asset_key=asset_key(spec, s.name), metadata=meta)
+        yield asset_key(spec, s.name), meta
     q_paths = [r.quarantine_path for r in reports if r.quarantine_path]
-    yield MaterializeResult(
-        asset_key=asset_key(spec, QUARANTINE),
-        metadata={
+    yield (
+        asset_key(spec, QUARANTINE),
+        {
             **_batch_meta(reports),
             "rows_quarantined": sum(r.quarantined for r in reports),
             "decode_fallback_groups": sum(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Annotated
 
 import typer
@@ -21,6 +22,11 @@ from headwater.cli.common import (
 from headwater.errors import HeadwaterError
 
 
+class Record(enum.StrEnum):
+    events = "events"
+    runs = "runs"
+
+
 @app.command()
 def stream(
     pipeline: Annotated[str, typer.Argument(help="Spec file or pipeline name.")],
@@ -31,14 +37,23 @@ def stream(
         float, typer.Option(help="Exit after this many seconds without input; 0 = never.")
     ] = 0.0,
     max_batches: Annotated[int, typer.Option(help="Exit after this many batches.")] = 0,
+    record: Annotated[
+        Record | None,
+        typer.Option(
+            help="events: asset events per batch; runs: a Dagster run per batch "
+            "(spec: worker.record).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No line per batch.")] = False,
     partition_group: GroupOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Keep the pipeline open and run a Dagster run per batch as soon as input arrives.
+    """Keep the pipeline open and run each batch as soon as input arrives.
 
     A batch is cut at max_records_per_batch records or after max_wait_ms, whichever comes
-    first. SIGTERM or Ctrl-C finish the batch in hand, commit it, and exit.
+    first; each is recorded in Dagster as a materialization of the pipeline's assets (asset
+    events, or a run with --record runs). SIGTERM or Ctrl-C finish the batch in hand, commit
+    it, and exit.
     """
     from headwater.resources.project import get_pipeline
     from headwater.worker import StreamWorker
@@ -56,9 +71,11 @@ def stream(
             poll_ms=p.spec.model.worker.poll_ms,
             idle_exit_seconds=idle_exit,
             max_batches=max_batches,
+            record=str(record or p.spec.model.worker.record),
             on_batch=None if quiet else _report,
             on_error=lambda exc: err.print(f"[yellow]waiting:[/] {exc}", highlight=False),
         )
+        p.warm()  # ready before saying so: the first batches do not pay for start-up
         out.print(
             f"pipeline [bold]{p.name}[/]: streaming from its {p.spec.source.name} source "
             f"(batches of at most {worker.cap() or '?'} records or {worker.max_wait * 1000:.0f} "
@@ -83,12 +100,16 @@ def _report(outcome) -> None:
         out.print(
             f"{now} {outcome.batch.window} {outcome.batch.id}: {s.get('messages', 0)} messages, "
             f"{s.get('quarantined', 0)} quarantined, {s.get('seconds', 0):.2f}s "
-            f"(run {outcome.run_id[:8]})",
+            f"({_where(outcome)})",
             highlight=False,
         )
     else:
         err.print(
-            f"[red]{now} batch {outcome.batch.id} failed[/] (run {outcome.run_id[:8]}): "
+            f"[red]{now} batch {outcome.batch.id} failed[/] ({_where(outcome)}): "
             f"{outcome.error}; retrying from the same offsets",
             highlight=False,
         )
+
+
+def _where(outcome) -> str:
+    return f"run {outcome.run_id[:8]}" if outcome.run_id else "asset events"

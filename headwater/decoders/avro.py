@@ -190,6 +190,10 @@ class AvroDecoder(Decoder):
         decoded.stats = stats
         return decoded
 
+    def warm(self) -> None:
+        if self.config.engine == "compiled":
+            avro_pool.pool().warm()
+
     def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict) -> tuple:
         """Decode every group in the compiled reader's processes, large groups split so that
         all of them work. Returns the parts and, for each, its table and row-to-message

@@ -33,6 +33,8 @@ _SYNC = b"headwater-sync!!"  # any 16 bytes: the container never leaves this pro
 #: A job may take this long, plus PER_RECORD_SECONDS per record, before its worker is killed.
 BASE_SECONDS = 5.0
 PER_RECORD_SECONDS = 0.002
+#: A new worker has this long to import the compiled reader and say it is ready.
+START_SECONDS = 60.0
 #: glibc in the workers keeps the memory it frees instead of handing it back to the kernel,
 #: so each batch reuses the last one's pages: fresh pages cost a fault and zeroing each, and
 #: made decoding 1.5x slower (measured on the ZTF sample). Held memory is bounded by the
@@ -53,6 +55,7 @@ def _serve(conn) -> None:  # pragma: no cover - runs in the worker process
     import pyarrow as pa
     from polars_avro._avro_rs import AvroSource
 
+    conn.send(("ready", os.getpid()))
     while True:
         try:
             request = conn.recv()
@@ -77,6 +80,18 @@ class _Worker:
         self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
         _start_with(self.proc, WORKER_ENV)
         child.close()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's hello, sent once its imports are done."""
+        if self.ready:
+            return
+        if not self.conn.poll(START_SECONDS):
+            raise TimeoutError(f"a decoding worker did not start within {START_SECONDS:.0f}s")
+        status, _pid = self.conn.recv()
+        if status != "ready":
+            raise RuntimeError(f"a decoding worker said {status!r} instead of hello")
+        self.ready = True
 
     def kill(self) -> None:
         self.proc.kill()
@@ -133,6 +148,15 @@ class CompiledPool:
         with self._lock:
             self._idle.append(worker)
 
+    def warm(self) -> None:
+        """Start every worker now and wait until each has imported the compiled reader."""
+        with self._lock:
+            missing = self.size - len(self._idle)
+        started = [_Worker(self._ctx, self.folder) for _ in range(missing)]
+        for worker in started:  # they start side by side; each waited for in turn
+            worker.wait_ready()
+            self._give(worker)
+
     def decode(self, jobs: list[Job]) -> list[pa.Table | Exception]:
         """One table per job, or the exception that says why the job failed."""
         results: list[pa.Table | Exception] = [RuntimeError("not run")] * len(jobs)
@@ -156,14 +180,18 @@ class CompiledPool:
         out = self.folder / f"{uuid.uuid4().hex}.arrow"
         worker = self._take()
         try:  # the bodies go straight from the messages' buffers into the file
-            worker.write(avro_wire.container_parts(job.schema, job.count, job.bodies, _SYNC))
-            worker.conn.send((str(worker.inbox), job.columns, str(out)))
-            deadline = BASE_SECONDS + PER_RECORD_SECONDS * job.count
-            if not worker.conn.poll(deadline):
-                worker.kill()
+            try:
+                worker.wait_ready()
+                worker.write(avro_wire.container_parts(job.schema, job.count, job.bodies, _SYNC))
+                worker.conn.send((str(worker.inbox), job.columns, str(out)))
+                deadline = BASE_SECONDS + PER_RECORD_SECONDS * job.count
+                if not worker.conn.poll(deadline):
+                    raise TimeoutError(f"the compiled reader took over {deadline:.0f}s")
+                status, detail = worker.conn.recv()
+            except (OSError, EOFError, TimeoutError, RuntimeError):
+                worker.kill()  # stuck, gone or confused: a new worker replaces it
                 worker = None
-                raise TimeoutError(f"the compiled reader took over {deadline:.0f}s")
-            status, detail = worker.conn.recv()
+                raise
             if status != "ok":
                 raise ValueError(detail)
             if detail != job.count:

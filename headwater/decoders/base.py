@@ -45,6 +45,10 @@ class Decoded:
 class Decoder(Component):
     Config = DecoderConfig
 
+    def warm(self) -> None:
+        """Start what decoding needs (helper processes) before the first batch asks for it:
+        a long-lived worker's first batches would otherwise pay for it, late."""
+
     def decode(self, raw: RawBatch) -> Decoded:
         raise NotImplementedError
 

@@ -161,3 +161,38 @@ def test_a_killed_process_pool_folder_is_removed_by_the_next_pool(tmp_path):
         workers.close()
         workers.close()  # closing twice is harmless (close, then the exit hook)
         mine.rmdir()
+
+
+def sensor_job(n: int) -> avro_pool.Job:
+    schema = {
+        "type": "record",
+        "name": "m",
+        "fields": [{"name": "sensor", "type": "string"}, {"name": "value", "type": "double"}],
+    }
+    parsed, bodies = fastavro.parse_schema(schema), []
+    for i in range(n):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, {"sensor": f"s{i}", "value": float(i)})
+        bodies.append(buf.getvalue())
+    return avro_pool.Job(json.dumps(schema).encode(), bodies, n, ["sensor", "value"])
+
+
+def test_a_warmed_pool_decodes_with_its_ready_workers_and_drops_a_dead_one():
+    workers = avro_pool.CompiledPool(workers=2)
+    try:
+        workers.warm()
+        pids = sorted(w.proc.pid for w in workers._idle)
+        assert len(pids) == 2 and all(w.ready and w.proc.is_alive() for w in workers._idle)
+        [table] = workers.decode([sensor_job(7)])
+        assert table["value"].to_pylist() == [float(i) for i in range(7)]
+        assert sorted(w.proc.pid for w in workers._idle) == pids  # no process started
+        dead = workers._idle[-1]  # the next one taken
+        dead.proc.kill()
+        dead.proc.join(5)
+        [failed] = workers.decode([sensor_job(3)])
+        assert isinstance(failed, EOFError | OSError)  # the decoder falls back for that group
+        assert [w.proc.pid for w in workers._idle] == [p for p in pids if p != dead.proc.pid]
+        workers.warm()  # tops the pool up again
+        assert len(workers._idle) == 2 and all(w.ready for w in workers._idle)
+    finally:
+        workers.close()

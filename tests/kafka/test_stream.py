@@ -5,14 +5,16 @@ import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from dagster import AssetKey
 
 from headwater.ledger import DONE
 from headwater.produce import produce_files
 from headwater.resources.project import get_pipeline
-from headwater.runner import dagster_instance
+from headwater.runner import BatchRunner, dagster_instance
 from tests.conftest import headwater_process, stop_group, ztf_files
 from tests.sources.test_kafka import committed
 from tests.test_kafka_broker import create_topic
@@ -73,9 +75,10 @@ def expected_candids(rounds: int = 1) -> list[int]:
     return sorted(out * rounds)
 
 
-def test_stream_runs_batches_as_they_arrive_each_a_dagster_run(kafka_bootstrap, live):
+@pytest.mark.parametrize("record", ["events", "runs"])
+def test_stream_runs_batches_as_they_arrive_each_a_materialization(kafka_bootstrap, live, record):
     spec = live()
-    proc = start_stream(live.root, spec, "--idle-exit", "3")
+    proc = start_stream(live.root, spec, "--idle-exit", "3", "--record", record)
     try:
         first = proc.stdout.readline()  # the worker is up and waiting: batches follow the produce
         assert "streaming from its kafka source" in first, first + proc.stdout.read()
@@ -95,10 +98,40 @@ def test_stream_runs_batches_as_they_arrive_each_a_dagster_run(kafka_bootstrap, 
             ends[p] = max(ends.get(p, 0), end)
     assert committed(kafka_bootstrap, live.group, live.topic, 3) == [ends[p] for p in range(3)]
     instance = dagster_instance(live.root)
+    batch_ids = sorted(e.batch.id for e in entries)
+    for stream in ("raw", "_quarantine"):  # every asset of the pipeline, once per batch
+        events = instance.fetch_materializations(AssetKey(["live", stream]), limit=1000).records
+        assert sorted(materializations(instance, stream)) == batch_ids
+        assert len(events) == len(batch_ids)
+    raw = materializations(instance, "raw")
+    for e in entries:  # each carries its batch's window, coordinates and figures
+        mat = raw[e.batch.id]
+        assert mat.partition == e.batch.window
+        assert mat.metadata["coordinates"].value == e.batch.coordinates
+        assert mat.metadata["rows_out"].value == e.summary["streams"]["raw"]["rows_out"]
     runs = instance.get_runs()
-    assert sorted(r.tags["headwater/batch_id"] for r in runs) == sorted(e.batch.id for e in entries)
-    assert all(r.is_success for r in runs)
-    assert {r.tags["headwater/partition_group"] for r in runs} == {"live:0"}
+    if record == "events":
+        assert runs == []  # no run record per batch: that is the point
+        lines = [line for line in output.splitlines() if " messages, " in line]
+        assert len(lines) == len(entries) and all("(asset events)" in x for x in lines)
+        # re-running one of them as a Dagster run (as from the UI) rewrites the same bytes
+        first = entries[0]
+        path = Path(first.summary["streams"]["raw"]["outputs"]["parquet"]["path"])
+        before = path.read_bytes()
+        again = BatchRunner(spec, pipeline, [], live.root, instance).run(first.batch)
+        assert again.success and again.run_id and path.read_bytes() == before
+    else:
+        assert sorted(r.tags["headwater/batch_id"] for r in runs) == batch_ids
+        assert all(r.is_success for r in runs)
+        assert {r.tags["headwater/partition_group"] for r in runs} == {"live:0"}
+
+
+def materializations(instance, stream: str) -> dict:
+    """The stream's materializations by batch id."""
+    records = instance.fetch_materializations(AssetKey(["live", stream]), limit=1000).records
+    return {
+        r.asset_materialization.metadata["batch_id"].value: r.asset_materialization for r in records
+    }
 
 
 def test_sigterm_finishes_the_batch_in_hand_then_a_restart_resumes(kafka_bootstrap, live):
