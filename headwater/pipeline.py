@@ -273,9 +273,9 @@ class Pipeline:
         write_atomically(path, quarantine.table(), compression="zstd")
         return str(path)
 
-    def warm(self) -> None:
-        """Get ready for a stream of batches (the decoder's helper processes)."""
-        self.decoder.warm()
+    def warm(self, wait: bool = True) -> None:
+        """Start the decoder's helper processes; with ``wait``, until they are ready."""
+        self.decoder.warm(wait)
 
     def close(self) -> None:
         if self._reader is not None:

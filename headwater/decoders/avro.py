@@ -190,9 +190,12 @@ class AvroDecoder(Decoder):
         decoded.stats = stats
         return decoded
 
-    def warm(self) -> None:
+    def warm(self, wait: bool = True) -> None:
         if self.config.engine == "compiled":
-            avro_pool.pool().warm()
+            if wait:
+                avro_pool.pool().warm()
+            else:
+                avro_pool.pool().start()
 
     def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict) -> tuple:
         """Decode every group in the compiled reader's processes, large groups split so that

@@ -81,17 +81,19 @@ class _Worker:
         _start_with(self.proc, WORKER_ENV)
         child.close()
         self.ready = False
+        self._hello = threading.Lock()  # warm() and a job may wait for it at once
 
     def wait_ready(self) -> None:
         """Wait for the worker's hello, sent once its imports are done."""
-        if self.ready:
-            return
-        if not self.conn.poll(START_SECONDS):
-            raise TimeoutError(f"a decoding worker did not start within {START_SECONDS:.0f}s")
-        status, _pid = self.conn.recv()
-        if status != "ready":
-            raise RuntimeError(f"a decoding worker said {status!r} instead of hello")
-        self.ready = True
+        with self._hello:
+            if self.ready:
+                return
+            if not self.conn.poll(START_SECONDS):
+                raise TimeoutError(f"a decoding worker did not start within {START_SECONDS:.0f}s")
+            status, _pid = self.conn.recv()
+            if status != "ready":
+                raise RuntimeError(f"a decoding worker said {status!r} instead of hello")
+            self.ready = True
 
     def kill(self) -> None:
         self.proc.kill()
@@ -131,6 +133,7 @@ class CompiledPool:
         self.size = workers or max(1, min(os.cpu_count() or 1, 8))
         self._ctx = mp.get_context("spawn")  # no fork of a process holding Kafka clients
         self._idle: list[_Worker] = []
+        self._busy = 0  # workers out on a job
         self._lock = threading.Lock()
         self.closed = False
         shm = Path("/dev/shm")
@@ -140,22 +143,32 @@ class CompiledPool:
 
     def _take(self) -> _Worker:
         with self._lock:
+            self._busy += 1
             if self._idle:
                 return self._idle.pop()
         return _Worker(self._ctx, self.folder)
 
-    def _give(self, worker: _Worker) -> None:
+    def _give(self, worker: _Worker | None) -> None:
+        """Back to the pool after a job; None: the job's worker was killed."""
         with self._lock:
-            self._idle.append(worker)
+            self._busy -= 1
+            if worker is not None:
+                self._idle.append(worker)
+
+    def start(self) -> None:
+        """Start the missing workers without waiting for them: they import the compiled
+        reader while this process does other work (a run reading its batch from Kafka)."""
+        with self._lock:
+            missing = self.size - len(self._idle) - self._busy
+            self._idle += [_Worker(self._ctx, self.folder) for _ in range(missing)]
 
     def warm(self) -> None:
-        """Start every worker now and wait until each has imported the compiled reader."""
+        """Start every worker and wait until each has imported the compiled reader."""
+        self.start()
         with self._lock:
-            missing = self.size - len(self._idle)
-        started = [_Worker(self._ctx, self.folder) for _ in range(missing)]
-        for worker in started:  # they start side by side; each waited for in turn
+            idle = list(self._idle)
+        for worker in idle:  # they start side by side; each waited for in turn
             worker.wait_ready()
-            self._give(worker)
 
     def decode(self, jobs: list[Job]) -> list[pa.Table | Exception]:
         """One table per job, or the exception that says why the job failed."""
@@ -198,8 +211,7 @@ class CompiledPool:
                 raise ValueError(f"the compiled reader returned {detail} rows for {job.count}")
             return pa.ipc.open_file(pa.memory_map(str(out))).read_all()
         finally:
-            if worker is not None:
-                self._give(worker)
+            self._give(worker)
             out.unlink(missing_ok=True)  # the mapped pages live on until the table goes
 
     def close(self) -> None:

@@ -45,9 +45,9 @@ class Decoded:
 class Decoder(Component):
     Config = DecoderConfig
 
-    def warm(self) -> None:
-        """Start what decoding needs (helper processes) before the first batch asks for it:
-        a long-lived worker's first batches would otherwise pay for it, late."""
+    def warm(self, wait: bool = True) -> None:
+        """Start what decoding needs (helper processes) before the first batch asks for it,
+        and with ``wait`` wait until it is ready; without, it gets ready meanwhile."""
 
     def decode(self, raw: RawBatch) -> Decoded:
         raise NotImplementedError

@@ -192,7 +192,10 @@ def test_a_warmed_pool_decodes_with_its_ready_workers_and_drops_a_dead_one():
         [failed] = workers.decode([sensor_job(3)])
         assert isinstance(failed, EOFError | OSError)  # the decoder falls back for that group
         assert [w.proc.pid for w in workers._idle] == [p for p in pids if p != dead.proc.pid]
-        workers.warm()  # tops the pool up again
-        assert len(workers._idle) == 2 and all(w.ready for w in workers._idle)
+        workers.start()  # tops the pool up again, without waiting
+        workers.start()  # and never beyond its size
+        assert len(workers._idle) == 2 and not workers._idle[-1].ready
+        [table] = workers.decode([sensor_job(2)])  # a job waits for the new worker's hello
+        assert table.num_rows == 2 and all(w.ready for w in workers._idle)
     finally:
         workers.close()
