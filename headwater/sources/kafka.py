@@ -251,8 +251,11 @@ class KafkaSource(Source):
                 )
 
     def _drain(self, consumer: Consumer, ranges: dict) -> tuple[list, list, list, list]:
-        """Consume until every range's end; exactly the ranges' messages, in arrival order."""
-        sources, offsets, values, keys = [], [], [], []
+        """Consume until every range's end: exactly the ranges' messages, partition by
+        partition (topics and partitions sorted), each in offset order. Not in arrival order:
+        how partitions interleave differs from one read to the next, and a re-run must
+        write the same rows in the same order (the same Parquet bytes)."""
+        got: dict[tuple[str, int], tuple[list, list, list]] = {tp: ([], [], []) for tp in ranges}
         next_offset = {tp: s for tp, (s, e) in ranges.items() if e > s}
         deadline = time.monotonic() + self.config.read_timeout_seconds
         while next_offset:
@@ -274,10 +277,10 @@ class KafkaSource(Source):
                 tp = (msg.topic(), msg.partition())
                 if tp not in next_offset or msg.offset() >= ranges[tp][1]:
                     continue
-                sources.append(f"{tp[0]}:{tp[1]}")
+                offsets, values, keys = got[tp]
                 offsets.append(msg.offset())
-                keys.append(msg.key())
                 values.append(msg.value())
+                keys.append(msg.key())
                 next_offset[tp] = msg.offset() + 1
                 if next_offset[tp] >= ranges[tp][1]:
                     del next_offset[tp]
@@ -285,6 +288,13 @@ class KafkaSource(Source):
                 [pos] = consumer.position([TopicPartition(*tp)])
                 if pos.offset >= ranges[tp][1]:
                     del next_offset[tp]
+        sources, offsets, values, keys = [], [], [], []
+        for tp in sorted(got):
+            o, v, k = got[tp]
+            sources += [f"{tp[0]}:{tp[1]}"] * len(o)
+            offsets += o
+            values += v
+            keys += k
         return sources, offsets, values, keys
 
     def commit(self, batch: Batch) -> None:

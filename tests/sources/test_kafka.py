@@ -104,6 +104,15 @@ def test_offset_ranges_are_processed_once_and_committed_after(kafka_pipeline, ka
     assert Path(path).read_bytes() == before
     assert committed(kafka_bootstrap, group, topic, 3) == [ends[p] for p in range(3)]
 
+    # ranges over several partitions come partition by partition, in offset order, on every
+    # read (how the partitions' messages interleave on arrival varies from read to read)
+    everything = {"group": 0, "ranges": [[topic, p, 0, ends[p]] for p in range(3)]}
+    expected = [(f"{topic}:{p}", o) for p in range(3) for o in range(ends[p])]
+    for _ in range(2):
+        raw = pipeline.source.read(everything).messages
+        got = zip(raw["_source"].to_pylist(), raw["_offset"].to_pylist(), strict=True)
+        assert list(got) == expected
+
     # new messages make new batches covering only them
     produce(kafka_bootstrap, topic, values[:5])
     new = pipeline.plan()
@@ -112,6 +121,54 @@ def test_offset_ranges_are_processed_once_and_committed_after(kafka_pipeline, ka
         for _t, p, s, _e in b.coordinates["ranges"]:
             assert s == ends[p]
     pipeline.close()
+
+
+class Arriving:
+    """Messages as a consumer hands them out, partitions interleaved in a given order."""
+
+    def __init__(self, topic: str, arrival: list[tuple[int, int]]):
+        self.batches = [[Message(topic, p, o) for p, o in arrival]]
+
+    def consume(self, num_messages: int, timeout: float) -> list:
+        return self.batches.pop(0) if self.batches else []
+
+
+class Message:
+    def __init__(self, topic: str, partition: int, offset: int):
+        self._tp, self._offset = (topic, partition), offset
+
+    def error(self):
+        return None
+
+    def topic(self) -> str:
+        return self._tp[0]
+
+    def partition(self) -> int:
+        return self._tp[1]
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return f"{self._tp[1]}/{self._offset}".encode()
+
+
+def test_a_read_is_ordered_by_partition_and_offset_whatever_the_arrival(kafka_pipeline):
+    make, topic, _group = kafka_pipeline
+    source = make(batch=8).source
+    ranges = {(topic, 0): (0, 2), (topic, 1): (5, 7)}
+    for arrival in ([(1, 5), (0, 0), (1, 6), (0, 1)], [(0, 0), (1, 5), (0, 1), (1, 6)]):
+        sources, offsets, values, _keys = source._drain(Arriving(topic, arrival), ranges)
+        assert list(zip(sources, offsets, strict=True)) == [
+            (f"{topic}:0", 0),
+            (f"{topic}:0", 1),
+            (f"{topic}:1", 5),
+            (f"{topic}:1", 6),
+        ]
+        assert values == [b"0/0", b"0/1", b"1/5", b"1/6"]  # each value with its offset
 
 
 def test_a_batch_whose_range_was_deleted_by_retention_fails_clearly(
