@@ -44,18 +44,31 @@ class UsageSource(Source):
         p = self.ctx.path(self.config.path).resolve()
         return p / self.config.file if p.is_dir() else p
 
-    def _records(self, path: Path) -> tuple[bytes, list[bytes]]:
+    def _scan(
+        self, path: Path, offset: int = 0, end: int | None = None
+    ) -> tuple[bytes, list[bytes], np.ndarray]:
+        """The header, the records from byte ``offset`` (0: after the header) to ``end``, and
+        the byte range ``(start, end)`` of each, as an (n, 2) array. Reading on from the last
+        batch's end keeps a growing file's cost to what it grew by. A last line without its
+        newline counts (a file written once may end so); empty lines are not records."""
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                header = fh.readline()
+                fh.seek(max(offset, len(header)))
+                base = fh.tell()
+                data = fh.read(-1 if end is None else max(end - base, 0))
         except OSError as exc:
             raise SourceError(
                 f"source {self.ctx.where}: cannot read {path}: {exc.strerror}. "
                 "Fix source.usage.path (a container_usage.csv or its folder)."
             ) from exc
-        lines = [line for line in data.splitlines() if line]
-        if not lines:
-            return b"", []
-        return lines[0], lines[1:]
+        lines = data.split(b"\n")
+        sizes = np.fromiter((len(line) + 1 for line in lines), np.int64, len(lines))
+        sizes[-1] -= 1  # the text after the last newline: empty, or a line without one
+        ends = base + np.cumsum(sizes)
+        kept = [k for k, line in enumerate(lines) if line.strip(b"\r")]
+        spans = np.stack([ends - sizes, ends], axis=1)[kept].reshape(-1, 2)
+        return header.rstrip(b"\r\n"), [lines[k].rstrip(b"\r") for k in kept], spans
 
     def _ticks(self, header: bytes, records: list[bytes]) -> np.ndarray:
         """Each record's tick; NaN where it is not a number."""
@@ -82,10 +95,15 @@ class UsageSource(Source):
         done = [c for c in previous if c.get("file") == path]
         line0 = max((c["lines"][1] for c in done), default=0)
         tick0 = max((c["ticks"][1] for c in done), default=None)
-        header, records = self._records(self.file)
-        if len(records) <= line0:
+        last = max(done, key=lambda c: c["lines"][1], default=None)
+        if last is not None and "bytes" in last:  # read on from where the last batch ended
+            header, records, spans = self._scan(self.file, last["bytes"][1])
+        else:  # no batch yet (or batches recorded before byte ranges): from the start
+            header, records, spans = self._scan(self.file)
+            records, spans = records[line0:], spans[line0:]
+        if not records:
             return []
-        ticks = self._ticks(header, records)[line0:]
+        ticks = self._ticks(header, records)
         seen = np.fmax.accumulate(np.where(np.isnan(ticks), -np.inf, ticks))
         if not np.isfinite(seen[-1]):
             return []
@@ -99,28 +117,36 @@ class UsageSource(Source):
             lines = np.flatnonzero(window == k)
             if not len(lines):
                 continue
-            lo, hi = line0 + int(lines[0]), line0 + int(lines[-1]) + 1
+            a, b = int(lines[0]), int(lines[-1]) + 1
             coords = {
                 "file": path,
-                "lines": [lo, hi],
+                "lines": [line0 + a, line0 + b],
+                "bytes": [int(spans[a, 0]), int(spans[b - 1, 1])],
                 "ticks": [start + k * w, start + (k + 1) * w],
             }
-            out.append((coords, hi - lo))
+            out.append((coords, b - a))
         return out
 
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         path = Path(coordinates["file"])
-        header, records = self._records(path)
         lo, hi = coordinates["lines"]
-        taken = records[lo:hi]
+        if "bytes" in coordinates:
+            b_lo, b_hi = coordinates["bytes"]
+            header, records, spans = self._scan(path, b_lo, b_hi)
+            taken = records[: int(np.searchsorted(spans[:, 1], b_hi, side="right"))]
+            have = f"{int(spans[-1, 1]) if len(spans) else b_lo} bytes"
+        else:  # a batch recorded before byte ranges: count its records from the start
+            header, records, _spans = self._scan(path)
+            taken = records[lo:hi]
+            have = f"{len(records)} records"
         unreadable = []
         if len(taken) < hi - lo:
             unreadable.append(
                 (
                     path.name,
                     lo + len(taken),
-                    f"usage: {path} has {len(records)} records, the "
-                    f"batch expected {hi} (the file shrank)",
+                    f"usage: {path} has {have}, the batch expected records {lo} to {hi} "
+                    "(the file shrank or was rewritten)",
                 )
             )
         rel = path.name
