@@ -64,6 +64,33 @@ class BatchReport:
     quarantine_path: str | None = None
     decode_stats: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def from_summary(cls, batch: Batch, summary: dict[str, Any]) -> BatchReport:
+        """The report of a batch done earlier, rebuilt from its ledger summary."""
+        streams = {
+            name: StreamReport(
+                name,
+                s["rows_in"],
+                s["rows_out"],
+                s["quarantined"],
+                s["seconds"],
+                s.get("outputs", {}),
+                s.get("metadata", {}),
+            )
+            for name, s in summary.get("streams", {}).items()
+        }
+        return cls(
+            batch,
+            summary.get("messages", 0),
+            summary.get("decoded", 0),
+            summary.get("quarantined", 0),
+            summary.get("decode_seconds", 0.0),
+            summary.get("seconds", 0.0),
+            streams,
+            summary.get("quarantine_path"),
+            dict(summary.get("decode", {})),
+        )
+
     def summary(self) -> dict[str, Any]:
         return {
             "messages": self.messages,
@@ -72,6 +99,7 @@ class BatchReport:
             "decode_seconds": round(self.decode_seconds, 6),
             "seconds": round(self.seconds, 6),
             "decode": self.decode_stats,
+            "quarantine_path": self.quarantine_path,
             "streams": {
                 s.stream: {
                     "rows_in": s.rows_in,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from headwater.batch import Batch
-from headwater.pipeline import Pipeline
+from headwater.pipeline import BatchReport, Pipeline
 
 
 @dataclass
@@ -72,6 +72,10 @@ class BatchRunner:
         self.job = defs.resolve_job_def(job_name(pipeline.spec))
         self.instance = instance or dagster_instance(root)
 
+    def report_missing(self) -> int:
+        """Nothing to do: a run is its batch's record in Dagster, kept even if it died."""
+        return 0
+
     def run(self, batch: Batch) -> RunOutcome:
         from headwater.sensors.batches import batch_run_config, batch_tags
 
@@ -112,22 +116,56 @@ class EventRunner:
         self.instance = instance
 
     def run(self, batch: Batch) -> RunOutcome:
-        from dagster import AssetMaterialization
-
-        from headwater.assets.streams import asset_metadata
         from headwater.errors import HeadwaterError
 
         try:
             report = self.pipeline.run(batch)
         except HeadwaterError as exc:  # the batch stays pending: the worker runs it again
             return RunOutcome(batch, False, "", {}, str(exc))
+        self._report(report)
+        return RunOutcome(batch, True, "", report.summary())
+
+    def report_missing(self, recent: int = 50) -> int:
+        """Report the events of the latest window's last ``recent`` done batches that have
+        none: a worker killed after a batch was done and before its events went out. The
+        lake and the ledger have the batch; this puts it back in the web UI. Returns how
+        many batches it reported."""
+        from headwater.assets.streams import asset_key
+        from headwater.lake import QUARANTINE
+        from headwater.ledger import DONE
+
+        ledger = self.pipeline.ledger
+        windows = ledger.windows()
+        if not windows:
+            return 0
+        done = [e for e in ledger.window(windows[-1]) if e.status == DONE][-recent:]
+        key = asset_key(self.pipeline.spec, QUARANTINE)  # every batch materializes it
+        records = (
+            self.instance.fetch_materializations(key, limit=4 * recent).records if done else []
+        )
+        seen: set[str] = set()
+        for r in records:
+            meta = r.asset_materialization.metadata
+            if "batch_id" in meta:
+                seen.add(meta["batch_id"].value)
+            seen.update(meta["batch_ids"].value if "batch_ids" in meta else [])
+        missing = [e for e in done if e.batch.id not in seen]
+        for e in missing:
+            self._report(BatchReport.from_summary(e.batch, e.summary))
+        return len(missing)
+
+    def _report(self, report: BatchReport) -> None:
+        from dagster import AssetMaterialization
+
+        from headwater.assets.streams import asset_metadata
+
+        batch = report.batch
         # asset events take only short plain tag values; the coordinates are in the metadata
         tags = {"headwater/pipeline": batch.pipeline, "headwater/batch_id": batch.id}
         for key, metadata in asset_metadata(self.pipeline.spec, [report]):
             self.instance.report_runless_asset_event(
                 AssetMaterialization(key, partition=batch.window, metadata=metadata, tags=tags)
             )
-        return RunOutcome(batch, True, "", report.summary())
 
 
 def run_batches(

@@ -105,6 +105,7 @@ class StreamWorker:
 
     def run(self) -> WorkerStats:
         self.pipeline.warm()
+        self.runner.report_missing()  # a batch done just before a kill gets its events
         self._run_pending()  # a previous worker's unfinished batches go first, as recorded
         waiting_since: float | None = None
         idle_since = time.monotonic()

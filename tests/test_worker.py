@@ -46,6 +46,11 @@ class ScriptedPipeline:
 class Runner:
     def __init__(self):
         self.ran: list[str] = []
+        self.reconciled = 0
+
+    def report_missing(self):
+        self.reconciled += 1
+        return 0
 
     def run(self, batch):
         self.ran.append(batch.id)
@@ -78,6 +83,7 @@ def test_a_broker_outage_is_waited_out_then_batches_resume():
     assert errors == [down, down]
     assert runner.ran == ["b0"] and stats.batches == 1 and stats.records == 3
     assert pipeline.warmed == 1  # its decoding workers were started before the first batch
+    assert runner.reconciled == 1  # and a batch left without its events got them first
 
 
 def test_a_permanent_error_stops_the_worker():
@@ -104,3 +110,30 @@ def test_a_partial_batch_waits_for_max_wait_a_full_one_does_not():
     w, runner, _ = worker(ScriptedPipeline([full]), max_wait_ms=10_000)
     w.run()
     assert runner.ran == ["b0"]
+
+
+def test_a_batch_done_without_its_events_gets_them_when_a_worker_starts(ztf_spec, tmp_path):
+    from dagster import AssetKey
+
+    from headwater.pipeline import Pipeline
+    from headwater.runner import EventRunner, dagster_instance
+    from headwater.spec import load_spec
+
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10), base_dir=tmp_path))
+    first, second, third = pipeline.plan()
+    runner = EventRunner(pipeline, dagster_instance(tmp_path, capture_logs=False))
+    assert runner.run(first).success
+    done = pipeline.run(second)  # done in the lake and the ledger; killed before its events
+    try:
+        assert runner.report_missing() == 1
+        assert runner.report_missing() == 0  # once only
+    finally:
+        pipeline.close()
+    records = runner.instance.fetch_materializations(AssetKey(["ztf", "raw"]), limit=10).records
+    raw = {r.asset_materialization.metadata["batch_id"].value: r for r in records}
+    assert set(raw) == {first.id, second.id}  # the third is pending: nothing to report
+    late = raw[second.id].asset_materialization
+    assert late.partition == second.window
+    assert late.metadata["rows_out"].value == done.streams["raw"].rows_out
+    assert late.metadata["coordinates"].value == second.coordinates
+    assert third.id not in raw
