@@ -121,6 +121,7 @@ class EventRunner:
         try:
             report = self.pipeline.run(batch)
         except HeadwaterError as exc:  # the batch stays pending: the worker runs it again
+            self._report_failure(batch, str(exc))
             return RunOutcome(batch, False, "", {}, str(exc))
         self._report(report)
         return RunOutcome(batch, True, "", report.summary())
@@ -153,6 +154,26 @@ class EventRunner:
         for e in missing:
             self._report(BatchReport.from_summary(e.batch, e.summary))
         return len(missing)
+
+    def _report_failure(self, batch: Batch, error: str) -> None:
+        """A failed attempt, as an observation of every asset of the pipeline: with no run
+        to fail, this is what the web UI shows of it."""
+        from dagster import AssetObservation, MetadataValue
+
+        from headwater.assets.streams import asset_key
+        from headwater.lake import QUARANTINE
+
+        spec = self.pipeline.spec
+        metadata = {
+            "batch_id": batch.id,
+            "coordinates": MetadataValue.json(batch.coordinates),
+            "error": MetadataValue.text(error),
+            "next": "the batch stays pending; the worker retries it from the same coordinates",
+        }
+        for name in [s.name for s in spec.streams] + [QUARANTINE]:
+            self.instance.report_runless_asset_event(
+                AssetObservation(asset_key(spec, name), partition=batch.window, metadata=metadata)
+            )
 
     def _report(self, report: BatchReport) -> None:
         from dagster import AssetMaterialization

@@ -137,3 +137,34 @@ def test_a_batch_done_without_its_events_gets_them_when_a_worker_starts(ztf_spec
     assert late.metadata["rows_out"].value == done.streams["raw"].rows_out
     assert late.metadata["coordinates"].value == second.coordinates
     assert third.id not in raw
+
+
+def test_a_failed_attempt_shows_in_dagster_as_an_observation(ztf_spec, tmp_path, monkeypatch):
+    from dagster import AssetKey
+
+    from headwater.errors import SinkError
+    from headwater.ledger import PENDING
+    from headwater.pipeline import Pipeline
+    from headwater.runner import EventRunner, dagster_instance
+    from headwater.spec import load_spec
+
+    pipeline = Pipeline(load_spec(ztf_spec(batch=30), base_dir=tmp_path))
+    [batch] = pipeline.plan()
+
+    def refuse(_batch):
+        raise SinkError("sink parquet: the disk is full", transient=True)
+
+    monkeypatch.setattr(pipeline, "run", refuse)
+    runner = EventRunner(pipeline, dagster_instance(tmp_path, capture_logs=False))
+    outcome = runner.run(batch)
+    assert not outcome.success and "disk is full" in outcome.error
+    for stream in ("raw", "solar_system", "_quarantine"):
+        [record] = runner.instance.fetch_observations(AssetKey(["ztf", stream]), limit=5).records
+        seen = record.asset_observation
+        assert seen.partition == batch.window
+        assert seen.metadata["batch_id"].value == batch.id
+        assert "disk is full" in seen.metadata["error"].value
+    key = AssetKey(["ztf", "raw"])
+    assert runner.instance.fetch_materializations(key, limit=5).records == []
+    assert pipeline.ledger.get(batch.window, batch.id).status == PENDING
+    pipeline.close()
