@@ -89,6 +89,24 @@ def test_balance_spreads_containers_that_peak_together():
     assert int((plan.host_of != model.host_of).sum()) == 2  # one swap: two moves
 
 
+def test_balance_lowering_a_peak_relieves_the_busy_host_most_among_moves_that_suffice():
+    """Host a at 95 % holds p (4), q (3.5) and r (2); host b holds s (3.5). Every single move
+    brings both hosts under the 90 % target; moving p leaves a the most room (55 %), though
+    moving q gives the lowest peak of the two hosts (70 % against 75 %)."""
+    usage = np.array([[4.0, 4.0], [3.5, 3.5], [2.0, 2.0], [3.5, 3.5]])[:, :, None]
+    model = ClusterModel(
+        hosts=["a", "b"],
+        capacity=np.array([[10.0], [10.0]]),
+        containers=list("pqrs"),
+        host_of=np.array([0, 0, 0, 1]),
+        usage=usage,
+        ticks=np.arange(2),
+    )
+    plan = balance().decide(model)
+    np.testing.assert_array_equal(plan.host_of, [1, 0, 0, 1])  # p alone moved
+    assert host_loads(plan.host_of, usage, 2).max() <= 0.9 * 10
+
+
 def test_balance_leaves_a_healthy_cluster_alone():
     model = generate(50, 5, seed=2)
     healthy = balance(move_budget=100).decide(model).host_of

@@ -9,7 +9,9 @@ done as a local search on the real series rather than on cluster averages:
    to the host holding the fewest containers of the same profile cluster (k-means on the
    series' shapes), then to the lower resulting peak.
 2. **Peak.** While moves are left in the budget, the busiest host sheds a container when that
-   lowers its peak utilisation by at least ``peak_gain`` without overloading anyone.
+   lowers its peak utilisation by at least ``peak_gain`` without overloading anyone. Of the
+   moves that bring both hosts under ``peak_target``, the one leaving the busy host the most
+   room wins (the margin for ticks not seen yet); if none does, the lowest resulting peak.
 
 Every candidate move of a step is scored at once: (containers on the host) x (hosts) x
 ticks x metrics, as one array expression.
@@ -210,9 +212,17 @@ class Balance(Strategy):
         worst[g_over > EPS] = np.inf
         cost = s.budget.cost(s.host_of, cs[:, None], np.arange(len(s.cap))[None, :])
         worst[s.moved + cost > s.budget.limit] = np.inf
-        i = int(worst.argmin())
-        if peak_h - worst.flat[i] < max(self.config.peak_gain, EPS):
+        gain = max(self.config.peak_gain, EPS)
+        best = float(worst.min())
+        if peak_h - best < gain:
             return False
+        # when several moves bring every host they touch under peak_target, the goal, take
+        # the one that relieves the busy host most: the window's peak is what was seen, the
+        # relief is the margin left for the ticks to come
+        i = int(worst.argmin())
+        if best <= self.config.peak_target:
+            relief = np.where(worst <= self.config.peak_target, h_peak[:, None], np.inf)
+            i = int(np.lexsort((worst.ravel(), relief.ravel()))[0])
         c, g = divmod(i, len(s.cap))
         s.move(int(cs[c]), g)
         return True
