@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from headwater.assets import build_stream_assets, partitions_for
+from headwater.assets import build_stream_assets
 from headwater.assets.catalogs import build_catalog_assets
 from headwater.resources import HeadwaterProject
 from headwater.resources.kafka import KafkaResource
@@ -32,8 +32,7 @@ def pipeline_definitions(spec: LoadedSpec) -> Definitions:
     # in-process: a multiprocess run costs seconds of start-up per batch
     job = define_asset_job(
         job_name(spec),
-        selection=AssetSelection.assets(assets),
-        partitions_def=partitions_for(spec),
+        selection=AssetSelection.assets(assets),  # partitioned as its assets are
         executor_def=in_process_executor,
     )
     catalogs = build_catalog_assets(spec)  # materialized on their own, not by the batch job
