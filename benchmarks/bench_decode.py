@@ -3,17 +3,17 @@
 The repo's ZTF sample (30 real alerts, schema versions 3.2 to 4.02) is repeated to --alerts
 messages and decoded in batches of --batch. Each case runs --repeats times, each in a fresh
 process; the median alerts/s is printed with its ratio to the baseline measured in the same
-run, and the peak resident memory of the case's process plus its decoding workers.
+run, and the peak resident memory of the case's process.
 
 * fastavro per message: ``fastavro.reader`` on each message, records as Python dicts (what a
   per-record broker does); the baseline.
 * headwater fastavro: the decoder's slow path (per message, into Arrow).
-* compiled, 1 core: the decoder's compiled path with one worker, the process and its worker
-  pinned to one CPU.
-* compiled, all cores: one worker per CPU, no pinning.
+* compiled, 1 core: the decoder's compiled path (headwater._avro, in this process), the
+  process pinned to one CPU: one decoding thread.
+* compiled, all cores: one decoding thread per CPU, no pinning.
 
 Only decoding is timed: building each batch's raw table (the source's work) is not. Peak
-memory is the case's process plus its largest worker.
+memory is the case's process (children included, if any).
 
     .venv/bin/python benchmarks/bench_decode.py --alerts 50000 --repeats 3
 """
@@ -43,19 +43,17 @@ def case(engine: str, cores: int | None, cutouts: str, n: int, batch: int, out) 
 
     from headwater.batch import RawBatch, raw_table
     from headwater.component import Context
-    from headwater.decoders import avro_pool
     from headwater.decoders.avro import AvroConfig, AvroDecoder
     from headwater.lake import Lake
 
-    if cores:  # the workers, spawned later, inherit the pinning
+    if cores:  # the decoder runs as many threads as the process has CPUs
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-        avro_pool._POOL = avro_pool.CompiledPool(workers=cores)
     msgs = ztf_messages(n)
     ctx = Context("bench", "bench", REPO, Lake(Path(tempfile.mkdtemp(prefix="hw-bench-"))))
     config = AvroConfig(cutouts=cutouts, engine="fastavro" if engine != "compiled" else engine)
     decoder = AvroDecoder(config, ctx)
     rows, seconds = 0, 0.0
-    if engine == "compiled":  # start the workers before the clock, as a running pipeline has
+    if engine == "compiled":  # first-use costs (schemas parsed, threads) before the clock
         decoder.decode(RawBatch(raw_table(["m"] * 30, list(range(30)), msgs[:30])))
     for start in range(0, n, batch):
         chunk = msgs[start : start + batch]
@@ -69,7 +67,6 @@ def case(engine: str, cores: int | None, cutouts: str, n: int, batch: int, out) 
         seconds += time.perf_counter() - t0
         del raw
     assert rows == n, f"decoded {rows} rows from {n} alerts"
-    avro_pool.pool().close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out.put((n / seconds, peak / 1024))

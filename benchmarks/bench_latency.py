@@ -181,14 +181,14 @@ def main() -> None:
         type=int,
         default=1,
         help="partition_groups: the stream worker runs a cut's batches in turn; the sensor's "
-        "runs of different groups run side by side, each a new process with its own decoding "
-        "workers (on this 2-core machine 2 groups were slower: 10.7 s against 7.0 s at 300/s)",
+        "runs of different groups run side by side, each a new process "
+        "(on this 2-core machine 2 groups were slower: 10.7 s against 7.0 s at 300/s)",
     )
     parser.add_argument("--record", choices=["events", "runs"], default="events")
     parser.add_argument(
         "--py-spy",
         metavar="FILE",
-        help="sample the stream worker and its decoding workers with py-spy while the "
+        help="sample the stream worker with py-spy while the "
         "producer runs, into FILE (collapsed stacks; see summarize_profile.py)",
     )
     args = parser.parse_args()

@@ -11,7 +11,7 @@ measured in the same run, the same pipeline decoding with fastavro per message.
     .venv/bin/python benchmarks/bench_run.py --alerts 20000 --py-spy run.spy
     .venv/bin/python benchmarks/summarize_profile.py run.spy
 
---py-spy samples one run (cutouts kept) and its decoding workers with py-spy instead.
+--py-spy samples one run (cutouts kept) with py-spy instead.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Where the time goes, from py-spy's collapsed stacks (``py-spy record --format raw``).
 
 Each sample is charged to the innermost headwater function on its stack (or, with none, to
-the package of its innermost frame: dagster, pyarrow, …) and to its process: the main one or
-a decoding worker. Prints the share of samples per place, largest first.
+the package of its innermost frame: dagster, pyarrow, …) and to its thread: a decoding thread
+(the compiled Avro decoder's) or any other. Prints the share of samples per place, largest first.
 
     .venv/bin/python benchmarks/summarize_profile.py stream.spy --top 25
 """
@@ -28,7 +28,7 @@ def ours(file: str) -> str | None:
 
 def place(frames: list[str]) -> tuple[str, str]:
     """(process kind, place) of one stack, outermost frame first."""
-    kind = "worker" if any("_serve (" in f for f in frames) else "main"
+    kind = "decode" if any("avro_native.py" in f for f in frames) else "main"
     for frame in reversed(frames):
         m = FRAME.match(frame)
         module = m and ours(m["file"])

@@ -154,7 +154,7 @@ def binary_views(column: pa.ChunkedArray | pa.Array) -> list[memoryview | None]:
         _, offsets, data = chunk.buffers()
         width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
         bounds = np.frombuffer(offsets, width, len(chunk) + 1, chunk.offset * width().itemsize)
-        whole = memoryview(data) if data is not None else memoryview(b"")
+        whole = memoryview(data).cast("B") if data is not None else memoryview(b"")  # bytes
         valid = chunk.is_valid().to_pylist() if chunk.null_count else [True] * len(chunk)
         starts, ends = bounds[:-1].tolist(), bounds[1:].tolist()
         views += [whole[a:b] if ok else None for a, b, ok in zip(starts, ends, valid, strict=True)]

@@ -302,7 +302,7 @@ class Pipeline:
         return str(path)
 
     def warm(self, wait: bool = True) -> None:
-        """Start the decoder's helper processes; with ``wait``, until they are ready."""
+        """Start the decoder's helpers, if it has any; with ``wait``, until they are ready."""
         self.decoder.warm(wait)
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """``headwater stream``: a long-lived worker that cuts and runs batches as input arrives.
 
-It keeps the pipeline (its Kafka consumer, schema caches, decoding workers) and the Dagster
+It keeps the pipeline (its Kafka consumer, schema caches, sinks) and the Dagster
 instance open. Every batch becomes a materialization of the pipeline's assets that the web UI
 shows, with the batch's id, coordinates and figures: by default the worker runs the batch
 itself and reports the materializations as asset events (``worker.record: events``, tens of

@@ -117,7 +117,7 @@ def build_stream_assets(spec: LoadedSpec):
         context: AssetExecutionContext, config: BatchRunConfig, headwater: HeadwaterProject
     ):
         pipeline = headwater.pipeline(spec_file, tuple(config.overrides))
-        pipeline.warm(wait=False)  # a new run process: decoding workers start while it reads
+        pipeline.warm(wait=False)  # a decoder's helpers, if it has any, start while it reads
         try:
             batches = [
                 batch_for(pipeline, context.partition_key, b, config.batches.get(b))

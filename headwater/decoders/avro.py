@@ -21,7 +21,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from headwater.batch import RawBatch, binary_views
-from headwater.decoders import avro_fast, avro_pool, avro_wire
+from headwater.decoders import avro_fast, avro_native, avro_wire
 from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
 from headwater.decoders.schemas import (
@@ -54,8 +54,9 @@ class AvroConfig(DecoderConfig):
     )
     engine: Literal["compiled", "fastavro"] = Field(
         default="compiled",
-        description="compiled: each writer schema's messages decoded at once by a compiled "
-        "reader (falls back to fastavro for a group it cannot read); fastavro: per message.",
+        description="compiled: each writer schema's messages decoded at once by headwater's "
+        "compiled decoder (fastavro reads a group whose schema it does not handle, and re-reads "
+        "any message it refuses); fastavro: per message.",
     )
 
     @model_validator(mode="after")
@@ -71,24 +72,25 @@ class AvroConfig(DecoderConfig):
 
 #: Records converted to Arrow at a time: bounds the Python objects alive during a batch.
 CHUNK_ROWS = 512
-#: Messages below which a group is not split further between the compiled reader's workers.
+#: Messages below which a group is not split further between the compiled decoder's threads.
 MIN_PART = 256
 
 
 class _Writer:
-    """A parsed writer schema, its Arrow schema, and its form for the compiled reader."""
+    """A parsed writer schema, its Arrow schema, and its form for the compiled decoder."""
 
-    __slots__ = ("_compiled", "arrow", "parsed", "source")
+    __slots__ = ("_compiled", "arrow", "parsed", "source", "struct")
 
     def __init__(self, parsed: Any, source_json: Any):
         self.parsed = parsed
         self.source = source_json
         self.arrow = avro_to_arrow(source_json)
-        self._compiled: bytes | None = None
+        self.struct = pa.struct(list(self.arrow))
+        self._compiled: str | None = None
 
-    def compiled(self) -> bytes:
+    def compiled(self) -> str:
         if self._compiled is None:
-            self._compiled = avro_fast.reader_schema(self.source)
+            self._compiled = avro_fast.reader_schema(self.source).decode()
         return self._compiled
 
 
@@ -175,14 +177,13 @@ class AvroDecoder(Decoder):
         groups: dict[Any, list[tuple[int, list[tuple[int, bytes]]]]] = {}
         for i, key, blocks in framed:
             groups.setdefault(key, []).append((i, blocks))
-        stats = {"compiled_groups": 0, "fallback_groups": 0}
-        parts = [(key, members) for key, members in groups.items()]
-        done: list[tuple[pa.Table, np.ndarray] | None] = [None] * len(parts)
+        stats = {"compiled_groups": 0, "fallback_groups": 0, "fallback_messages": 0}
+        done: list[tuple[pa.Table, np.ndarray]] = []
+        slow = list(groups.items())
         if self.config.engine == "compiled" and groups:
-            parts, done = self._decode_compiled(groups, schema, stats)
-        for k, (key, members) in enumerate(parts):
-            if done[k] is None:  # fastavro, which also names any bad message
-                done[k] = self._per_message(key, members, schema, refuse)
+            done, slow = self._decode_compiled(groups, schema, stats)
+        for key, members in slow:  # fastavro, which also names any bad message
+            done.append(self._per_message(key, members, schema, refuse))
         tables = [table for table, _ in done]
         row_message = np.concatenate([r for _, r in done]) if done else np.zeros(0, np.int64)
         table = pa.concat_tables(tables) if tables else _to_table([], schema)
@@ -190,44 +191,42 @@ class AvroDecoder(Decoder):
         decoded.stats = stats
         return decoded
 
-    def warm(self, wait: bool = True) -> None:
-        if self.config.engine == "compiled":
-            if wait:
-                avro_pool.pool().warm()
-            else:
-                avro_pool.pool().start()
-
     def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict) -> tuple:
-        """Decode every group in the compiled reader's processes, large groups split so that
-        all of them work. Returns the parts and, for each, its table and row-to-message
-        indices, or None where the compiled reader failed and fastavro must read it."""
-        workers = avro_pool.pool()
+        """Decode every group with the compiled decoder, large groups split so that every
+        core works. Returns the decoded parts (table, row-to-message indices) and what
+        fastavro must read: the groups whose schema the compiled decoder does not handle, and
+        the messages it refused (fastavro keeps what it can read and names what it cannot)."""
+        size = avro_native.threads()
         parts: list[tuple[Any, list]] = []
         for key, members in groups.items():
-            size = max(MIN_PART, -(-len(members) // workers.size))
-            parts += [(key, members[k : k + size]) for k in range(0, len(members), size)]
-        jobs = []
-        for key, members in parts:
-            writer = self._writers[key]
-            jobs.append(
-                avro_pool.Job(
-                    writer.compiled(),
-                    [data for _, blocks in members for _, data in blocks],
-                    sum(c for _, blocks in members for c, _ in blocks),
-                    [f.name for f in writer.arrow if f.name in schema.names],
-                )
-            )
-        done: list[tuple[pa.Table, np.ndarray] | None] = []
-        for (_, members), result in zip(parts, workers.decode(jobs), strict=True):
+            step = max(MIN_PART, -(-len(members) // size))
+            parts += [(key, members[k : k + step]) for k in range(0, len(members), step)]
+        jobs = [self._job(key, members, schema) for key, members in parts]
+        done: list[tuple[pa.Table, np.ndarray]] = []
+        slow: list[tuple[Any, list]] = []
+        for (key, members), result in zip(parts, avro_native.decode(jobs), strict=True):
             if isinstance(result, Exception):
                 stats["fallback_groups"] += 1
-                done.append(None)
+                slow.append((key, members))
                 continue
-            counts = [sum(c for c, _ in blocks) for _, blocks in members]
-            rows = np.repeat(np.asarray([i for i, _ in members], np.int64), counts)
-            done.append((avro_fast.conform(result, schema), rows))
             stats["compiled_groups"] += 1
-        return parts, done
+            table, rows, refused = _kept_rows(members, *result)
+            done.append((avro_fast.conform(table, schema), rows))
+            if refused:
+                stats["fallback_messages"] += len(refused)
+                slow.append((key, refused))
+        return done, slow
+
+    def _job(self, key: Any, members: list, schema: pa.Schema) -> avro_native.Job:
+        writer = self._writers[key]
+        blocks = [block for _, blocks in members for block in blocks]
+        return avro_native.Job(
+            writer.compiled(),
+            writer.struct,
+            [data for _, data in blocks],
+            [count for count, _ in blocks],
+            [f.name for f in writer.arrow if f.name not in schema.names],
+        )
 
     def _per_message(
         self, key: Any, members: list, schema: pa.Schema, refuse
@@ -259,6 +258,27 @@ class AvroDecoder(Decoder):
         if self._drop_cutouts:
             dropped |= {f.name for f in schema if f.name.startswith("cutout")}
         return drop_fields(schema, dropped)
+
+
+def _kept_rows(
+    members: list, batch: pa.RecordBatch, failed: list[tuple[int, str]]
+) -> tuple[pa.Table, np.ndarray, list]:
+    """The compiled decoder's rows with the message each came from, less the rows of any
+    message one of whose blocks it refused; and those messages."""
+    block_msg = np.asarray([i for i, blocks in members for _ in blocks], np.int64)
+    counts = np.asarray([c for _, blocks in members for c, _ in blocks], np.int64)
+    ok = np.ones(len(block_msg), bool)
+    ok[[b for b, _ in failed]] = False
+    rows = np.repeat(block_msg[ok], counts[ok])
+    table = pa.Table.from_batches([batch])
+    if ok.all():
+        return table, rows, []
+    bad = np.unique(block_msg[~ok])
+    keep = ~np.isin(rows, bad)
+    if not keep.all():  # good blocks of a message with a bad one: the message goes whole
+        table, rows = table.filter(pa.array(keep)), rows[keep]
+    bad_set = set(bad.tolist())
+    return table, rows, [(i, blocks) for i, blocks in members if i in bad_set]
 
 
 def _read_body(data: bytes, parsed: Any, count: int) -> list[dict]:

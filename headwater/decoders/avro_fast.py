@@ -1,7 +1,7 @@
-"""The two ends of compiled Avro decoding (the reading itself is in :mod:`avro_pool`).
+"""The two ends of compiled Avro decoding (the decoding itself is in :mod:`avro_native`).
 
-Before: the writer schema as the compiled reader takes it (plain JSON, named types inlined).
-After: the reader's table conformed to the batch's output schema (the union of its writer
+Before: the writer schema as the compiled decoder takes it (plain JSON, named types inlined).
+After: the decoder's table conformed to the batch's output schema (the union of its writer
 schemas), so it equals, cell by cell, what the per-message fastavro path gives.
 """
 
@@ -16,7 +16,7 @@ from headwater.decoders.avro_inline import inline_named_types
 
 
 def reader_schema(source_json: Any) -> bytes:
-    """The writer schema as the compiled reader takes it: plain JSON, named types inlined."""
+    """The writer schema as the compiled decoder takes it: plain JSON, named types inlined."""
     return json.dumps(inline_named_types(_plain(source_json))).encode()
 
 

@@ -1,9 +1,9 @@
 """Rewrite an Avro schema so that no named type is referenced by name.
 
-Some compiled readers fail to resolve a reference to a named type defined earlier in the same
-schema (ZTF defines ``cutout`` once and refers to it twice). Replacing each reference with a
-renamed copy of the definition gives the same binary layout (names are not encoded) and a
-schema every reader resolves.
+headwater's compiled decoder takes schemas without references to named types (ZTF defines
+``cutout`` once and refers to it twice). Replacing each reference with a renamed copy of the
+definition gives the same binary layout (names are not encoded) and a schema every reader
+resolves.
 """
 
 from __future__ import annotations
