@@ -81,10 +81,10 @@ class RawBatch:
 def raw_table(
     sources: list[str],
     offsets: list[int],
-    values: list[bytes | None],
+    values: list[bytes | None] | pa.ChunkedArray,
     keys: list[bytes | None] | None = None,
 ) -> pa.Table:
-    """Build a raw-message table from parallel lists."""
+    """Build a raw-message table from parallel lists (``values`` may be Arrow already)."""
     if keys is None:
         keys = [None] * len(values)
     return pa.table(
@@ -92,7 +92,7 @@ def raw_table(
             pa.array(sources, pa.string()),
             pa.array(offsets, pa.int64()),
             pa.array(keys, pa.binary()),
-            binary_array(values),
+            values if isinstance(values, pa.ChunkedArray) else binary_array(values),
         ],
         schema=RAW_SCHEMA,
     )
