@@ -28,6 +28,7 @@ from headwater.decoders.base import Decoded
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Entry, Ledger
+from headwater.processors.base import Processed, Processor
 from headwater.quarantine import Quarantine, rejects
 from headwater.sinks.base import Target
 from headwater.sinks.parquet import write_atomically
@@ -211,8 +212,8 @@ class Pipeline:
     def expect(self, batch: Batch | None) -> None:
         """Say which batch this process runs after the next one: once the next batch is
         decoded, this one is read and decoded in the background while the next batch's
-        streams and sinks are worked on, so both cores are busy (decoding runs in worker
-        processes). Only for sources whose reads may run concurrently."""
+        streams and sinks are worked on, so both cores are busy (the compiled decoder
+        releases the GIL). Only for sources whose reads may run concurrently."""
         self._next = batch if batch is not None and self.source.concurrent_reads else None
 
     def _read_decode(self, batch: Batch) -> tuple[RawBatch, Decoded, float]:
@@ -270,15 +271,24 @@ class Pipeline:
         self, decoded: pa.Table, quarantine: Quarantine, report: BatchReport
     ) -> dict[str, pa.Table]:
         outputs: dict[str, pa.Table] = {}
+        # Streams whose chains start alike (the same processors, configured alike, on the same
+        # input) share that part: processors are pure, so it is computed once a batch. The
+        # bundled ZTF spec excludes solar-system objects in two streams: one copy of a batch
+        # of alerts, not two.
+        done: dict[tuple, Processed] = {}
         for stream in self.spec.streams:
             t0 = time.perf_counter()
             table = decoded if stream.parent is None else outputs[stream.parent]
             rows_in = table.num_rows
             metadata: dict[str, Any] = {}
+            chain: tuple = (stream.parent,)
             for processor in self.processors[stream.name]:
                 if not has_payload(table):  # nothing was decoded: no columns to work on
                     break
-                result = processor(table)
+                chain += (_same_work(processor),)
+                result = done.get(chain)
+                if result is None:
+                    result = done[chain] = processor(table)
                 quarantine.add("process", stream.name, result.rejects)
                 metadata.update(result.metadata)
                 table = result.table
@@ -313,3 +323,10 @@ class Pipeline:
         for sinks in self.sinks.values():
             for _, sink in sinks:
                 sink.close()
+
+
+def _same_work(processor: Processor) -> tuple[str, str]:
+    """What a processor does: its class and its configuration."""
+    kind, config = type(processor), processor.config
+    dump = getattr(config, "model_dump_json", None)
+    return f"{kind.__module__}.{kind.__qualname__}", dump() if dump else repr(config)

@@ -243,3 +243,35 @@ def test_a_batch_other_than_the_expected_one_is_read_when_it_runs(ztf_spec):
     ]
     assert pipeline._ahead is None
     pipeline.close()
+
+
+def test_streams_whose_chains_start_alike_share_that_work(ztf_spec, monkeypatch):
+    """Two streams start by excluding solar-system objects from raw: that runs once a batch;
+    solar_system's include, configured otherwise, on its own."""
+    from headwater.processors.solar_system import SolarSystem
+
+    spec = ztf_spec(batch=100)
+    spec.write_text(
+        spec.read_text()
+        + """  faint:
+    from: raw
+    processors:
+      - solar_system: {action: exclude}
+      - sql: "select * from batch where candidate.magpsf >= 19"
+    sinks: [parquet]
+"""
+    )
+    calls = []
+    real = SolarSystem.process
+    monkeypatch.setattr(
+        SolarSystem, "process", lambda self, t: calls.append(self.config.action) or real(self, t)
+    )
+    pipeline = Pipeline(load_spec(spec))
+    [report] = run_all(pipeline)
+    assert sorted(calls) == ["exclude", "include"]
+    bright, faint = report.streams["extragalactic"], report.streams["faint"]
+    assert bright.rows_in == faint.rows_in == report.decoded
+    sso = {r["candid"] for r in stream_rows(pipeline, "solar_system")}
+    faint_ids = {r["candid"] for r in stream_rows(pipeline, "faint")}
+    assert sso and faint_ids and not sso & faint_ids
+    assert faint_ids.isdisjoint(r["candid"] for r in stream_rows(pipeline, "extragalactic"))

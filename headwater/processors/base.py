@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from headwater.component import Component
 from headwater.errors import HeadwaterError, ProcessorError
@@ -49,6 +50,8 @@ class Processor(Component):
                     f"processor {self.ctx.where} returned a {out.type} array of {len(out)} "
                     f"values; expected a boolean mask of {table.num_rows}"
                 )
+            if out.null_count == 0 and pc.all(out).as_py():
+                return Processed(table, no_rejects())  # keeps all: no copy of the batch
             return Processed(table.filter(out, null_selection_behavior="drop"), no_rejects())
         if not isinstance(out, pa.Table):
             raise ProcessorError(

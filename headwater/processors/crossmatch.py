@@ -118,8 +118,9 @@ class Crossmatch(Processor):
         dec = column_path(table, c.dec).cast(pa.float64())
         bad, reasons = _bad_positions(ra, dec)
         refused = _refused(table, bad, reasons, c)
-        good = pa.array(~bad)
-        table, ra, dec = table.filter(good), ra.filter(good), dec.filter(good)
+        if bad.any():  # a filter copies every column: a batch of alerts is hundreds of MB
+            good = pa.array(~bad)
+            table, ra, dec = table.filter(good), ra.filter(good), dec.filter(good)
         ra_n, dec_n = ra.to_numpy(), dec.to_numpy()
         radius = c.radius_arcsec / 3600.0
         height = (catalog.zone_height_arcsec or default_zone_height(c.radius_arcsec)) / 3600.0

@@ -169,6 +169,20 @@ def test_alerts_without_a_usable_position_are_quarantined_with_the_reason(tmp_pa
     assert "dec is outside [-90, 90]" in errors[2]
 
 
+def test_alerts_all_at_usable_positions_keep_their_columns_uncopied(tmp_path):
+    """A batch of alerts is hundreds of MB: with every position usable and keep: all, the
+    alerts' own columns go on as they came (the matches column is added)."""
+    path = small_catalog(tmp_path, [(1, 10.0, 0.0, 5)])
+    xm = processor(tmp_path, {"path": str(path)}, radius_arcsec=5, keep="all")
+    table = alerts_table([10.0, 50.0], [0.0, 0.0])
+    out = xm(table).table
+    assert out["c_matches"].to_pylist()[1] == [] and len(out["c_matches"].to_pylist()[0]) == 1
+    for name in table.column_names:
+        assert (
+            out[name].chunks[0].buffers()[-1].address == table[name].chunks[0].buffers()[-1].address
+        )
+
+
 def test_a_catalog_with_bad_rows_is_refused_with_a_report(tmp_path):
     path = small_catalog(
         tmp_path,

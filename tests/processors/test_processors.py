@@ -175,3 +175,16 @@ def test_record_adapter_takes_functions_and_refuses_odd_answers(ctx):
     result = RecordAdapter(RecordConfig(processor=f"{__name__}:odd"), ctx)(t)
     assert result.table["mag"].to_pylist() == [1, 3]
     assert result.rejects["error"][0].as_py().endswith("returned 'maybe'; expected PASS or SKIP")
+
+
+def test_a_filter_that_keeps_every_row_passes_the_table_on_uncopied(ctx):
+    from headwater.processors.base import Processor
+
+    class Mask(Processor):
+        def process(self, table):
+            return pa.array([v != 2 for v in table["v"].to_pylist()])
+
+    table = pa.table({"v": [1, 3, 4]})
+    assert Mask(None, ctx)(table).table is table  # a batch is not copied to keep it whole
+    two = pa.table({"v": [1, 2, 4]})
+    assert Mask(None, ctx)(two).table["v"].to_pylist() == [1, 4]
