@@ -62,8 +62,23 @@ def format_path(path: Path_) -> str:
     return out or "(top level)"
 
 
-def _line_map(text: str) -> dict[Path_, int]:
-    """Line (1-based) of every key and list item of a YAML document."""
+#: libyaml's loader where PyYAML was built with it: parsing a spec is most of loading one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str) -> tuple[Any, dict[Path_, int]]:
+    """The YAML document and the line (1-based) of every key and list item, parsed once."""
+    loader = _LOADER(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return data, _line_map(root)
+
+
+def _line_map(root: yaml.Node | None) -> dict[Path_, int]:
+    """Line (1-based) of every key and list item of a composed YAML document."""
     lines: dict[Path_, int] = {}
 
     def walk(node: yaml.Node, path: Path_) -> None:
@@ -77,7 +92,6 @@ def _line_map(text: str) -> dict[Path_, int]:
             for i, item in enumerate(node.value):
                 walk(item, (*path, i))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
         walk(root, ())
     return lines
@@ -227,8 +241,7 @@ def load_spec(
     except OSError as exc:
         raise SpecError(shown, [f"cannot read the file: {exc.strerror}"]) from exc
     try:
-        data = yaml.safe_load(text)
-        lines = _line_map(text)
+        data, lines = _parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{shown}:{mark.line + 1}" if mark else shown
