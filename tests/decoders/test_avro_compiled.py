@@ -61,6 +61,15 @@ def test_every_shared_ztf_alert_decodes_the_same_as_fastavro(ctx):
     assert fast.table.num_rows == len(files)
 
 
+@pytest.mark.skipif(not (SHARED / "lsst").is_dir(), reason="../shared not present")
+@pytest.mark.parametrize("folder", ["fink_rubin_v9_0", "sample_data"])
+def test_shared_rubin_containers_decode_the_same_as_fastavro(ctx, folder):
+    files = sorted((SHARED / "lsst" / folder).rglob("*.avro"))
+    fast, slow = both(ctx, raw_from_files(files))
+    same(fast, slow)
+    assert fast.table.num_rows >= len(files) and fast.stats["fallback_groups"] == 0
+
+
 def sensor_schema(tmp_path) -> tuple[dict, str]:
     schema = {
         "type": "record",
