@@ -177,11 +177,11 @@ class AvroDecoder(Decoder):
         groups: dict[Any, list[tuple[int, list[tuple[int, bytes]]]]] = {}
         for i, key, blocks in framed:
             groups.setdefault(key, []).append((i, blocks))
-        stats = {"compiled_groups": 0, "fallback_groups": 0, "fallback_messages": 0}
+        stats = {"compiled_groups": 0, "fallback_groups": 0}
         done: list[tuple[pa.Table, np.ndarray]] = []
         slow = list(groups.items())
         if self.config.engine == "compiled" and groups:
-            done, slow = self._decode_compiled(groups, schema, stats)
+            done, slow = self._decode_compiled(groups, schema, stats, refuse)
         for key, members in slow:  # fastavro, which also names any bad message
             done.append(self._per_message(key, members, schema, refuse))
         tables = [table for table, _ in done]
@@ -191,11 +191,16 @@ class AvroDecoder(Decoder):
         decoded.stats = stats
         return decoded
 
-    def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict) -> tuple:
+    def _decode_compiled(self, groups: dict, schema: pa.Schema, stats: dict, refuse) -> tuple:
         """Decode every group with the compiled decoder, large groups split so that every
-        core works. Returns the decoded parts (table, row-to-message indices) and what
-        fastavro must read: the groups whose schema the compiled decoder does not handle, and
-        the messages it refused (fastavro keeps what it can read and names what it cannot)."""
+        core works. Returns the decoded parts (table, row-to-message indices) and the groups
+        fastavro must read: those whose schema the compiled decoder does not handle. A message
+        it refuses is refused with its reason; the rest of its group is kept.
+
+        The compiled decoder is stricter than fastavro, which reads some corrupt bodies into
+        wrong values (a negative union branch index picks a branch counted from the end, a
+        boolean byte other than 0 or 1 reads as true): those are refused here, where fastavro
+        would have kept a wrong row."""
         size = avro_native.threads()
         parts: list[tuple[Any, list]] = []
         for key, members in groups.items():
@@ -212,9 +217,8 @@ class AvroDecoder(Decoder):
             stats["compiled_groups"] += 1
             table, rows, refused = _kept_rows(members, *result)
             done.append((avro_fast.conform(table, schema), rows))
-            if refused:
-                stats["fallback_messages"] += len(refused)
-                slow.append((key, refused))
+            for i, reason in refused:
+                refuse(i, DecodeError(_body_error(reason)))
         return done, slow
 
     def _job(self, key: Any, members: list, schema: pa.Schema) -> avro_native.Job:
@@ -264,7 +268,7 @@ def _kept_rows(
     members: list, batch: pa.RecordBatch, failed: list[tuple[int, str]]
 ) -> tuple[pa.Table, np.ndarray, list]:
     """The compiled decoder's rows with the message each came from, less the rows of any
-    message one of whose blocks it refused; and those messages."""
+    message one of whose blocks it refused; and those messages with the first reason."""
     block_msg = np.asarray([i for i, blocks in members for _ in blocks], np.int64)
     counts = np.asarray([c for _, blocks in members for c, _ in blocks], np.int64)
     ok = np.ones(len(block_msg), bool)
@@ -277,8 +281,19 @@ def _kept_rows(
     keep = ~np.isin(rows, bad)
     if not keep.all():  # good blocks of a message with a bad one: the message goes whole
         table, rows = table.filter(pa.array(keep)), rows[keep]
-    bad_set = set(bad.tolist())
-    return table, rows, [(i, blocks) for i, blocks in members if i in bad_set]
+    reasons: dict[int, str] = {}
+    for b, reason in failed:
+        reasons.setdefault(int(block_msg[b]), reason)
+    return table, rows, sorted(reasons.items())
+
+
+def _body_error(reason: str) -> str:
+    if "left over" in reason:
+        return reason
+    return (
+        f"Avro body does not match its writer schema ({reason}); the message is truncated or "
+        "was written with another schema"
+    )
 
 
 def _read_body(data: bytes, parsed: Any, count: int) -> list[dict]:
