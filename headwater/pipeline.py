@@ -30,7 +30,7 @@ from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Entry, Ledger
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import Quarantine, rejects
-from headwater.sinks.base import Target
+from headwater.sink_writes import SinkWrites
 from headwater.sinks.parquet import write_atomically
 from headwater.spec.load import LoadedSpec
 from headwater.spec.model import ComponentSpec
@@ -152,6 +152,7 @@ class Pipeline:
         self._next: Batch | None = None
         self._ahead: tuple[str, Future] | None = None
         self._reader: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
 
     # -- cutting batches ------------------------------------------------------------------
 
@@ -252,24 +253,31 @@ class Pipeline:
         quarantine.add("decode", None, decoded.rejects)
         report.decoded = decoded.table.num_rows
         report.decode_stats = dict(decoded.stats)
-        outputs = self._process(decoded.table, quarantine, report)
+        writes = SinkWrites(
+            self.name, batch, self.sinks, lambda s: report.streams[s], self._sink_pool
+        )
+        self._process(decoded.table, quarantine, report, writes.start)
         report.quarantine_path = self._write_quarantine(batch, quarantine)
         report.quarantined = quarantine.total
-        for name, table in outputs.items():
-            t0 = time.perf_counter()
-            for sink_name, sink in self.sinks[name]:
-                report.streams[name].outputs[sink_name] = sink.write(
-                    Target(self.name, name, batch), table
-                )
-            report.streams[name].seconds += time.perf_counter() - t0
+        writes.finish()  # every sink confirmed (or its error raised) before the commit
         self.source.commit(batch)
         report.seconds = time.perf_counter() - started
         self.ledger.complete(batch, report.summary())
         return report
 
+    def _sink_pool(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-sinks")
+        return self._writer
+
     def _process(
-        self, decoded: pa.Table, quarantine: Quarantine, report: BatchReport
+        self,
+        decoded: pa.Table,
+        quarantine: Quarantine,
+        report: BatchReport,
+        on_output: Callable[[str, pa.Table], None] = lambda stream, table: None,
     ) -> dict[str, pa.Table]:
+        """Every stream's table; ``on_output`` is told of each as soon as it is ready."""
         outputs: dict[str, pa.Table] = {}
         # Streams whose chains start alike (the same processors, configured alike, on the same
         # input) share that part: processors are pure, so it is computed once a batch. The
@@ -301,6 +309,7 @@ class Pipeline:
                 time.perf_counter() - t0,
                 metadata=metadata,
             )
+            on_output(stream.name, table)
         return outputs
 
     def _write_quarantine(self, batch: Batch, quarantine: Quarantine) -> str | None:
@@ -319,6 +328,9 @@ class Pipeline:
         if self._reader is not None:
             self._reader.shutdown(wait=True, cancel_futures=True)
             self._reader, self._ahead = None, None
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self.source.close()
         for sinks in self.sinks.values():
             for _, sink in sinks:

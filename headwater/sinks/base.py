@@ -29,6 +29,9 @@ class Target:
 class Sink(Component):
     #: Sinks that must come before this one in the same stream (e.g. duckdb needs parquet).
     requires: tuple[str, ...] = ()
+    #: May write on a helper thread while the pipeline works on later streams: it touches only
+    #: what is its own (its files) and releases the GIL for the heavy part.
+    concurrent: bool = False
 
     def write(self, target: Target, table: pa.Table) -> dict[str, Any]:
         """Make ``table`` durable; return metadata to record (paths, bytes, …)."""

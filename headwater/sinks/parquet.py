@@ -49,6 +49,7 @@ def write_atomically(path: Path, table: pa.Table, **options: Any) -> int:
 
 class ParquetSink(Sink):
     Config = ParquetConfig
+    concurrent = True  # a file of its own per stream and batch; pyarrow writes without the GIL
 
     def write(self, target: Target, table: pa.Table) -> dict[str, Any]:
         c: ParquetConfig = self.config
