@@ -35,6 +35,23 @@ pub enum Wire {
     Union(Vec<Option<Enc>>),
 }
 
+impl Wire {
+    /// How the next value is encoded: a union's branch is read first (`None`: null).
+    #[inline]
+    fn encoding(&self, cur: &mut Cursor) -> Result<Option<&Enc>, String> {
+        match self {
+            Wire::Plain(e) => Ok(Some(e)),
+            Wire::Union(branches) => {
+                let b = cur.long()?;
+                match usize::try_from(b).ok().and_then(|i| branches.get(i)) {
+                    None => Err(format!("union branch {b} of {}", branches.len())),
+                    Some(branch) => Ok(branch.as_ref()),
+                }
+            }
+        }
+    }
+}
+
 /// The values of a column, by Arrow layout.
 #[derive(Debug)]
 pub enum Node {
@@ -103,19 +120,9 @@ impl Col {
         if self.skip {
             return self.pass(cur);
         }
-        let enc = match &self.wire {
-            Wire::Plain(e) => e,
-            Wire::Union(branches) => {
-                let b = cur.long()?;
-                match usize::try_from(b).ok().and_then(|i| branches.get(i)) {
-                    None => return Err(format!("union branch {b} of {}", branches.len())),
-                    Some(None) => {
-                        self.push_null();
-                        return Ok(());
-                    }
-                    Some(Some(e)) => e,
-                }
-            }
+        let Some(enc) = self.wire.encoding(cur)? else {
+            self.push_null();
+            return Ok(());
         };
         read_value(&mut self.node, enc, cur)?;
         self.valid.push(true);
@@ -124,16 +131,8 @@ impl Col {
 
     /// Read past one value, keeping nothing.
     fn pass(&self, cur: &mut Cursor) -> Result<(), String> {
-        let enc = match &self.wire {
-            Wire::Plain(e) => e,
-            Wire::Union(branches) => {
-                let b = cur.long()?;
-                match usize::try_from(b).ok().and_then(|i| branches.get(i)) {
-                    None => return Err(format!("union branch {b} of {}", branches.len())),
-                    Some(None) => return Ok(()),
-                    Some(Some(e)) => e,
-                }
-            }
+        let Some(enc) = self.wire.encoding(cur)? else {
+            return Ok(());
         };
         match (enc, &self.node) {
             (Enc::Null, _) => {}
