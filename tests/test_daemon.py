@@ -20,8 +20,12 @@ from tests.test_webui import project  # noqa: F401  (the copied-project fixture)
 def daemon(project):  # noqa: F811
     spec = project / "pipelines" / "ztf.yaml"
     text = spec.read_text()
-    text = text.replace("max_records_per_batch: 1000", "max_records_per_batch: 12")
-    text = text.replace("interval_seconds: 30", "interval_seconds: 1\n  running: true")
+    for old, new in [
+        ("max_records_per_batch: 5000", "max_records_per_batch: 12"),
+        ("interval_seconds: 30", "interval_seconds: 1\n  running: true"),
+    ]:
+        assert old in text, f"pipelines/ztf.yaml no longer says {old!r}: update this test"
+        text = text.replace(old, new)
     spec.write_text(text)
     env = {**os.environ, "DAGSTER_HOME": str(project)}  # dagster.yaml at the project root
     env.pop("HEADWATER_HOME", None)
