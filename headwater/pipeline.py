@@ -28,7 +28,7 @@ from headwater.decoders.base import Decoded
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Entry, Ledger
-from headwater.processors.base import Processed, Processor
+from headwater.processors.base import Processed
 from headwater.quarantine import Quarantine, rejects
 from headwater.sink_writes import SinkWrites
 from headwater.sinks.parquet import write_atomically
@@ -282,8 +282,9 @@ class Pipeline:
         # Streams whose chains start alike (the same processors, configured alike, on the same
         # input) share that part: processors are pure, so it is computed once a batch. The
         # bundled ZTF spec excludes solar-system objects in two streams: one copy of a batch
-        # of alerts, not two.
-        done: dict[tuple, Processed] = {}
+        # of alerts, not two. Configs are compared with == (a secret by its value, not by the
+        # mask a dump would show).
+        done: list[tuple[tuple, Processed]] = []
         for stream in self.spec.streams:
             t0 = time.perf_counter()
             table = decoded if stream.parent is None else outputs[stream.parent]
@@ -293,10 +294,11 @@ class Pipeline:
             for processor in self.processors[stream.name]:
                 if not has_payload(table):  # nothing was decoded: no columns to work on
                     break
-                chain += (_same_work(processor),)
-                result = done.get(chain)
+                chain += ((type(processor), processor.config),)
+                result = next((r for c, r in done if c == chain), None)
                 if result is None:
-                    result = done[chain] = processor(table)
+                    result = processor(table)
+                    done.append((chain, result))
                 quarantine.add("process", stream.name, result.rejects)
                 metadata.update(result.metadata)
                 table = result.table
@@ -335,10 +337,3 @@ class Pipeline:
         for sinks in self.sinks.values():
             for _, sink in sinks:
                 sink.close()
-
-
-def _same_work(processor: Processor) -> tuple[str, str]:
-    """What a processor does: its class and its configuration."""
-    kind, config = type(processor), processor.config
-    dump = getattr(config, "model_dump_json", None)
-    return f"{kind.__module__}.{kind.__qualname__}", dump() if dump else repr(config)
