@@ -82,7 +82,7 @@ def test_a_broker_outage_is_waited_out_then_batches_resume():
     stats = w.run()
     assert errors == [down, down]
     assert runner.ran == ["b0"] and stats.batches == 1 and stats.records == 3
-    assert pipeline.warmed == 1  # its decoding workers were started before the first batch
+    assert pipeline.warmed == 1  # its decoder was warmed (helpers started) before the first batch
     assert runner.reconciled == 1  # and a batch left without its events got them first
 
 
