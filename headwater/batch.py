@@ -114,15 +114,25 @@ def binary_array(values: list[bytes | None]) -> pa.ChunkedArray:
     lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, len(values))
     nulls = lengths < 0
     lengths[nulls] = 0
-    ends = np.cumsum(lengths)
-    chunks, start = [], 0
-    while start < len(values) or not chunks:
-        base = ends[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + MAX_CHUNK_BYTES, "right")))
-        stop = min(stop, len(values))
-        chunks.append(_binary_chunk(values[start:stop], lengths[start:stop], nulls[start:stop]))
-        start = stop
+    chunks = [
+        _binary_chunk(values[start:stop], lengths[start:stop], nulls[start:stop])
+        for start, stop in chunk_spans(lengths)
+    ]
     return pa.chunked_array(chunks, pa.binary())
+
+
+def chunk_spans(lengths: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of values whose bytes fit one binary chunk (at least one value
+    each, and one empty run for no values)."""
+    ends = np.cumsum(lengths)
+    spans, start = [], 0
+    while start < len(lengths) or not spans:
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + MAX_CHUNK_BYTES, "right")))
+        stop = min(stop, len(lengths))
+        spans.append((start, stop))
+        start = stop
+    return spans
 
 
 def _binary_chunk(values: list, lengths: np.ndarray, nulls: np.ndarray) -> pa.Array:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from headwater.batch import MAX_CHUNK_BYTES, RawBatch, raw_table
+from headwater.batch import RawBatch, chunk_spans, raw_table
 from headwater.config import ComponentConfig
 from headwater.errors import SourceError
 from headwater.sources.base import Source, cut_ranges
@@ -152,17 +152,12 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
             kept.append(rel)
         except OSError as exc:
             unreadable.append((rel, 0, f"files: cannot read {root / rel}: {exc.strerror}"))
-    ends = np.cumsum(np.asarray(sizes, np.int64))
-    chunks, start = [], 0
-    while start < len(kept) or not chunks:
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + MAX_CHUNK_BYTES, "right")))
-        stop = min(stop, len(kept))
+    chunks = []
+    for start, stop in chunk_spans(np.asarray(sizes, np.int64)):
         chunk = _read_into(root, kept[start:stop], sizes[start:stop])
         if chunk is None:
             return None
         chunks.append(chunk)
-        start = stop
     values = pa.chunked_array(chunks, pa.binary())
     return RawBatch(raw_table(kept, [0] * len(kept), values), {}, unreadable)
 
