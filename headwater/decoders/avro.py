@@ -55,8 +55,8 @@ class AvroConfig(DecoderConfig):
     engine: Literal["compiled", "fastavro"] = Field(
         default="compiled",
         description="compiled: each writer schema's messages decoded at once by headwater's "
-        "compiled decoder (fastavro reads a group whose schema it does not handle, and re-reads "
-        "any message it refuses); fastavro: per message.",
+        "compiled decoder (fastavro reads a group whose schema it does not handle; a message it "
+        "refuses is quarantined with the reason); fastavro: per message.",
     )
 
     @model_validator(mode="after")
@@ -90,7 +90,7 @@ class _Writer:
 
     def compiled(self) -> str:
         if self._compiled is None:
-            self._compiled = avro_fast.reader_schema(self.source).decode()
+            self._compiled = avro_fast.reader_schema(self.source)
         return self._compiled
 
 

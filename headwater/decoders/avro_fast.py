@@ -15,9 +15,9 @@ import pyarrow as pa
 from headwater.decoders.avro_inline import inline_named_types
 
 
-def reader_schema(source_json: Any) -> bytes:
+def reader_schema(source_json: Any) -> str:
     """The writer schema as the compiled decoder takes it: plain JSON, named types inlined."""
-    return json.dumps(inline_named_types(_plain(source_json))).encode()
+    return json.dumps(inline_named_types(_plain(source_json)))
 
 
 def _plain(s: Any) -> Any:
