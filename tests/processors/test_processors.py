@@ -2,6 +2,7 @@
 
 import csv
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -10,7 +11,7 @@ from headwater.errors import ProcessorError
 from headwater.processors.record import PASS, SKIP, RecordAdapter, RecordConfig
 from headwater.processors.select import Select, SelectConfig
 from headwater.processors.solar_system import SolarSystem, SolarSystemConfig, normalise_designations
-from headwater.processors.sql import Sql, SqlConfig
+from headwater.processors.sql import Sql, SqlConfig, filter_condition
 from tests.conftest import SAMPLES, raw_from_files, ztf_files
 
 
@@ -99,6 +100,68 @@ def test_sql_filters_over_nested_columns(ctx, alerts, manifest):
     want = {c for c, r in manifest.items() if float(r["rb"]) > 0.65 and float(r["magpsf"]) < 19}
     assert candids(out) == want
     assert out.schema.field("candidate").type == alerts.schema.field("candidate").type
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "select * from batch where candidate.rb > 0.65 and candidate.magpsf < 19",
+        "SELECT * FROM batch b WHERE b.candidate.fid = 2 OR b.candidate.isdiffpos = 'f'",
+        "select * from batch where candid in (select max(candid) from batch)",
+        "select * from batch where candidate.ssnamenr",  # a string as a condition
+    ],
+)
+def test_sql_filter_runs_as_a_condition_with_the_rows_of_the_query(ctx, alerts, query):
+    assert filter_condition(query) is not None
+    shuffled = alerts.take(list(range(alerts.num_rows))[::-1])
+    con = duckdb.connect()
+    con.register("batch", shuffled)
+    try:
+        want = con.sql(query).to_arrow_table()
+    except duckdb.Error as exc:  # DuckDB refuses ZTF's "null" as a boolean: so does the filter
+        with pytest.raises(ProcessorError, match=str(exc).split(":")[0]):
+            Sql(SqlConfig(query=query), ctx)(shuffled)
+        return
+    out = Sql(SqlConfig(query=query), ctx)(shuffled).table
+    assert out["candid"].to_pylist() == want["candid"].to_pylist()  # same rows, same order
+    assert out.schema == shuffled.schema  # Arrow types kept exactly, no DuckDB round trip
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "select * from batch",
+        "select distinct * from batch where candid > 0",
+        "select * from batch where candid > 0 order by candid",
+        "select * from batch where candid > 0 limit 3",
+        "select candid from batch where candid > 0",
+        "select * exclude (candid) from batch where candid > 0",
+        "with t as (select 1) select * from batch where candid > 0",
+        "select * from batch where candid > 0 using sample 10",
+        "select * from batch tablesample 10 rows where candid > 0",
+        "select * from batch where candid > 0 qualify row_number() over () = 1",
+        "select * from batch where candid > 0 union all select * from batch",
+    ],
+)
+def test_sql_other_queries_run_as_written(ctx, alerts, query):
+    assert filter_condition(query) is None
+    out = Sql(SqlConfig(query=query), ctx)(alerts).table
+    con = duckdb.connect()
+    con.register("batch", alerts)
+    want = con.sql(query).to_arrow_table()
+    if "sample" not in query:
+        assert sorted(out["candid" if "candid" in out.column_names else 0].to_pylist()) == sorted(
+            want["candid" if "candid" in want.column_names else 0].to_pylist()
+        )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["select * from batch where count(*) > 1", "select * from batch where rank() over () = 1"],
+)
+def test_sql_condition_that_where_refuses_fails_as_written(ctx, query):
+    with pytest.raises(ProcessorError, match="WHERE clause cannot contain"):
+        Sql(SqlConfig(query=query), ctx)(pa.table({"x": [1, 2]}))
 
 
 @pytest.mark.parametrize(
