@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,9 @@ class Batch:
     seq: int = 0  # order among the batches cut at the same moment
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # shallow: the coordinates are JSON values already, and asdict's deep copy of a files
+        # batch's thousands of ranges cost more than writing them
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Batch:
