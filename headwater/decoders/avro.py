@@ -21,6 +21,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from headwater.batch import RawBatch, binary_views
+from headwater.cores import threads
 from headwater.decoders import avro_fast, avro_native, avro_wire
 from headwater.decoders.avro_arrow import avro_to_arrow, drop_fields, unify
 from headwater.decoders.base import Decoded, Decoder, DecoderConfig
@@ -201,7 +202,7 @@ class AvroDecoder(Decoder):
         wrong values (a negative union branch index picks a branch counted from the end, a
         boolean byte other than 0 or 1 reads as true): those are refused here, where fastavro
         would have kept a wrong row."""
-        size = avro_native.threads()
+        size = threads()
         parts: list[tuple[Any, list]] = []
         for key, members in groups.items():
             step = max(MIN_PART, -(-len(members) // size))

@@ -1,4 +1,4 @@
-"""headwater's compiled Avro decoder (``headwater._avro``, in Rust), run on threads.
+"""headwater's compiled Avro decoder (``headwater._native``, in Rust), run on threads.
 
 A group of bodies sharing a writer schema goes to the compiled decoder in one call, which
 releases the GIL while it decodes: a batch's groups (large ones split) decode side by side on
@@ -9,17 +9,14 @@ their reason while the rest of the group is kept.
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from headwater import _avro
-
-#: Threads never exceed this, however many cores the machine has.
-MAX_THREADS = 8
+from headwater import _native
+from headwater.cores import threads
 
 
 @dataclass
@@ -36,11 +33,6 @@ class Job:
 Result = tuple[pa.RecordBatch, list[tuple[int, str]]] | ValueError
 
 
-def threads() -> int:
-    """The cores this process may run on (a pinned process gets what it is pinned to)."""
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_THREADS))
-
-
 def decode(jobs: list[Job]) -> list[Result]:
     if len(jobs) <= 1:
         return [_one(job) for job in jobs]
@@ -49,7 +41,7 @@ def decode(jobs: list[Job]) -> list[Result]:
 
 def _one(job: Job) -> Result:
     try:
-        return _avro.decode(job.schema, job.arrow, job.bodies, job.counts, job.drop)
+        return _native.decode(job.schema, job.arrow, job.bodies, job.counts, job.drop)
     except ValueError as exc:  # a schema or type the compiled decoder does not handle
         return exc
 

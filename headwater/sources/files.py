@@ -20,8 +20,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from headwater import _native
 from headwater.batch import RawBatch, chunk_spans, raw_table
 from headwater.config import ComponentConfig
+from headwater.cores import threads
 from headwater.errors import SourceError
 from headwater.sources.base import Source, cut_ranges
 
@@ -146,15 +148,21 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
     file changed size while it was read (files should be written, then renamed into the
     folder): the caller reads the batch file by file instead."""
     sizes, kept, unreadable = [], [], []
-    for rel in rels:
-        try:
-            sizes.append(os.stat(root / rel).st_size)
+    prefix = os.path.join(root, "")
+    for rel, size in zip(rels, _native.file_sizes(prefix, rels), strict=True):
+        if size is not None:
+            sizes.append(size)
             kept.append(rel)
+            continue
+        try:
+            os.stat(prefix + rel)  # gone, or not ours to read: ask again for the reason
         except OSError as exc:
             unreadable.append((rel, 0, f"files: cannot read {root / rel}: {exc.strerror}"))
+            continue
+        return None  # it is back: the file-by-file read takes it as it is now
     chunks = []
     for start, stop in chunk_spans(np.asarray(sizes, np.int64)):
-        chunk = _read_into(root, kept[start:stop], sizes[start:stop])
+        chunk = _read_into(prefix, kept[start:stop], sizes[start:stop])
         if chunk is None:
             return None
         chunks.append(chunk)
@@ -162,16 +170,17 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
     return RawBatch(raw_table(kept, [0] * len(kept), values), {}, unreadable)
 
 
-def _read_into(root: Path, rels: list[str], sizes: list[int]) -> pa.Array | None:
-    offsets = np.zeros(len(rels) + 1, np.int32)
+def _read_into(prefix: str, rels: list[str], sizes: list[int]) -> pa.Array | None:
+    offsets = np.zeros(len(rels) + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     data = pa.allocate_buffer(int(offsets[-1]))
+    # compiled, without the GIL: a Python loop of system calls on the read-ahead thread gave
+    # the GIL up and took it back at each call, which cost four times the reads while the
+    # main thread worked
     into = memoryview(data).cast("B")
-    for rel, start, size in zip(rels, offsets[:-1], sizes, strict=True):
-        try:
-            with open(root / rel, "rb", buffering=0) as fh:
-                if fh.readinto(into[start : start + size]) != size or fh.read(1):
-                    return None
-        except OSError:
-            return None  # gone since it was listed: the file-by-file read names it
-    return pa.Array.from_buffers(pa.binary(), len(rels), [None, pa.py_buffer(offsets), data])
+    failed = _native.read_files(prefix, rels, offsets.tolist(), into, threads())
+    if failed is not None:
+        return None  # gone, or changed since it was listed: the file-by-file read names it
+    return pa.Array.from_buffers(
+        pa.binary(), len(rels), [None, pa.py_buffer(offsets.astype(np.int32)), data]
+    )

@@ -1,4 +1,5 @@
-//! headwater's compiled Avro decoder: a micro-batch of Avro bodies straight into Arrow.
+//! headwater's compiled helpers: the Avro decoder (a micro-batch of Avro bodies straight into
+//! Arrow) and the files source's whole-file reads.
 //!
 //! The Python side frames the messages (containers, Confluent, schemaless) and groups them by
 //! writer schema; each group comes here as the writer schema (JSON, named types inlined), the
@@ -10,6 +11,7 @@
 
 mod columns;
 mod cursor;
+mod files;
 mod plan;
 
 use arrow_array::{RecordBatch, StructArray};
@@ -102,8 +104,54 @@ fn decode_body(top: &mut columns::Col, body: &[u8], count: u64) -> Result<(), St
     }
 }
 
+/// Read file `prefix + rels[i]` into bytes `offsets[i]..offsets[i + 1]` of `out` (a writable
+/// buffer), on `threads` threads without the GIL. Returns the index of the first file that
+/// could not be read or whose size is not the one listed, else None.
+#[pyfunction]
+fn read_files(
+    py: Python<'_>,
+    prefix: &str,
+    rels: Vec<String>,
+    offsets: Vec<usize>,
+    out: PyBuffer<u8>,
+    threads: usize,
+) -> PyResult<Option<usize>> {
+    if out.readonly() || !out.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "out must be a writable contiguous buffer",
+        ));
+    }
+    if offsets.len() != rels.len() + 1
+        || offsets.windows(2).any(|w| w[0] > w[1])
+        || offsets.last().is_some_and(|&end| end > out.item_count())
+    {
+        return Err(PyValueError::new_err(format!(
+            "offsets must be {} non-decreasing positions within the {} bytes of out",
+            rels.len() + 1,
+            out.item_count()
+        )));
+    }
+    let start = offsets[0];
+    // SAFETY: the PyBuffer keeps the writable exporting object alive and its memory fixed
+    // until it is dropped at the end of this function; nothing else writes to it meanwhile.
+    let whole =
+        unsafe { std::slice::from_raw_parts_mut(out.buf_ptr() as *mut u8, out.item_count()) };
+    let end = offsets[offsets.len() - 1];
+    let shifted: Vec<usize> = offsets.iter().map(|o| o - start).collect();
+    let into = &mut whole[start..end];
+    Ok(py.detach(|| files::read_into(prefix, &rels, &shifted, into, threads)))
+}
+
+/// The size of every file `prefix + rels[i]` (None: it cannot be looked at), without the GIL.
+#[pyfunction]
+fn file_sizes(py: Python<'_>, prefix: &str, rels: Vec<String>) -> Vec<Option<u64>> {
+    py.detach(|| files::sizes(prefix, &rels))
+}
+
 #[pymodule]
-fn _avro(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(read_files, m)?)?;
+    m.add_function(wrap_pyfunction!(file_sizes, m)?)?;
     Ok(())
 }

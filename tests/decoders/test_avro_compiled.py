@@ -9,7 +9,7 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from headwater import _avro
+from headwater import _native
 from headwater.batch import RawBatch, raw_table
 from headwater.decoders import avro_native
 from headwater.decoders.avro import AvroConfig, AvroDecoder
@@ -123,7 +123,7 @@ def test_the_compiled_decoder_refuses_an_arrow_type_it_does_not_build(tmp_path):
     schema, _ = sensor_schema(tmp_path)
     arrow = pa.struct([("sensor", pa.large_string()), ("value", pa.float64())])
     with pytest.raises(ValueError, match=r"(?i)large_?utf8"):
-        _avro.decode(json.dumps(schema), arrow, sensor_bodies(schema, 1), [1], [])
+        _native.decode(json.dumps(schema), arrow, sensor_bodies(schema, 1), [1], [])
 
 
 def test_corrupt_bodies_are_refused_one_by_one_and_never_hang(tmp_path):
@@ -155,7 +155,7 @@ def test_corrupt_bodies_are_refused_one_by_one_and_never_hang(tmp_path):
     out: list = []
     worker = threading.Thread(
         target=lambda: (
-            out.append(_avro.decode(json.dumps(schema), arrow, bodies, [1] * 8, [])),
+            out.append(_native.decode(json.dumps(schema), arrow, bodies, [1] * 8, [])),
             done.set(),
         )
     )

@@ -40,20 +40,44 @@ def test_whole_files_read_into_arrow_equal_the_file_by_file_read(ctx, folder, mo
     assert fast.messages["_source"].to_pylist() == ["a/1.bin", "a/2.bin", "b.bin"]
 
 
-def test_a_file_that_changes_size_while_read_is_read_file_by_file(ctx, folder, monkeypatch):
+@pytest.mark.parametrize("now", [b"x" * 10, b"x" * 100_000, b""])
+def test_a_file_that_changes_size_while_read_is_read_file_by_file(ctx, folder, monkeypatch, now):
     src = source(ctx, folder)
     [(coords, _)] = src.plan([])
-    real_stat = os.stat
+    real_sizes = files_mod._native.file_sizes
 
-    def grown_after_stat(path, *a, **k):  # the size seen is not the size read
-        st = real_stat(path, *a, **k)
-        if str(path).endswith("b.bin"):
-            (folder / "b.bin").write_bytes(b"x" * 10)
-        return st
+    def changed_after_sizes(prefix, rels):  # the size seen is not the size read
+        sizes = real_sizes(prefix, rels)
+        (folder / "b.bin").write_bytes(now)
+        return sizes
 
-    monkeypatch.setattr(files_mod.os, "stat", grown_after_stat)
+    monkeypatch.setattr(files_mod._native, "file_sizes", changed_after_sizes)
     raw = src.read(coords)
-    assert raw.messages["value"].to_pylist()[-1] == b"x" * 10  # what the file holds now
+    assert raw.messages["value"].to_pylist()[-1] == now  # what the file holds now
+
+
+def test_many_files_read_on_threads_land_in_order(ctx, tmp_path, monkeypatch):
+    root = tmp_path / "many"
+    root.mkdir()
+    want = [os.urandom(k * 37 % 5000) for k in range(301)]  # some empty, all different
+    for k, data in enumerate(want):
+        (root / f"{k:04d}.bin").write_bytes(data)
+    for cores in (1, 3):
+        monkeypatch.setattr(files_mod, "threads", lambda cores=cores: cores)
+        fast, slow = read_both(ctx, root, monkeypatch)
+        monkeypatch.undo()
+        assert fast.messages["value"].to_pylist() == want
+        assert fast.messages.equals(slow.messages)
+
+
+def test_the_compiled_read_refuses_a_buffer_it_cannot_fill():
+    into = memoryview(bytearray(10)).cast("B")
+    with pytest.raises(ValueError, match="within the 10 bytes of out"):
+        files_mod._native.read_files("/", ["etc/hostname"], [0, 11], into, 1)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        files_mod._native.read_files("/", ["a", "b"], [0, 5, 4], into, 1)
+    with pytest.raises(ValueError, match="writable"):
+        files_mod._native.read_files("/", [], [0], memoryview(bytes(10)), 1)
 
 
 def test_a_vanished_file_is_unreadable_in_both_reads(ctx, folder, monkeypatch):
