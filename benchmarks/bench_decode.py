@@ -8,7 +8,7 @@ run, and the peak resident memory of the case's process.
 * fastavro per message: ``fastavro.reader`` on each message, records as Python dicts (what a
   per-record broker does); the baseline.
 * headwater fastavro: the decoder's slow path (per message, into Arrow).
-* compiled, 1 core: the decoder's compiled path (headwater._avro, in this process), the
+* compiled, 1 core: the decoder's compiled path (headwater._native, in this process), the
   process pinned to one CPU: one decoding thread.
 * compiled, all cores: one decoding thread per CPU, no pinning.
 
