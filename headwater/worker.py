@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headwater.batch import Batch
 from headwater.errors import HeadwaterError
 from headwater.pipeline import Pipeline
 from headwater.runner import BatchRunner, EventRunner, RunOutcome, dagster_instance
@@ -137,10 +138,7 @@ class StreamWorker:
                 self.stop.wait(min(self.poll, self.max_wait - (looked - waiting_since)))
                 continue
             # every group's batch, in turn: taking only the first would starve the others
-            for batch in self.pipeline.record(planned):
-                if self._done():
-                    break  # recorded, so the next start runs it from the same offsets
-                self._run(batch)
+            self._run_all(self.pipeline.record(planned))
             # what arrived while those batches ran has waited since we last looked
             waiting_since = looked if not full else None
         return self.stats
@@ -154,9 +152,16 @@ class StreamWorker:
         return bool(self.max_batches) and self.stats.batches >= self.max_batches
 
     def _run_pending(self) -> None:
-        for batch in self.pipeline.pending():
+        self._run_all(self.pipeline.pending())
+
+    def _run_all(self, batches: list[Batch]) -> None:
+        """Run batches in turn, each read and decoded while the one before is worked on (a
+        backlog of files: both cores busy). A stop leaves the rest recorded, so the next
+        start runs them from the same coordinates."""
+        for k, batch in enumerate(batches):
             if self._done():
                 return
+            self.pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
             self._run(batch)
 
     def _run(self, batch) -> None:

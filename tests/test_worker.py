@@ -21,9 +21,13 @@ class ScriptedPipeline:
         self.recorded: list[Batch] = []
 
         self.warmed = 0
+        self.expected: list[str | None] = []
 
     def warm(self):
         self.warmed += 1
+
+    def expect(self, batch):
+        self.expected.append(batch.id if batch else None)
 
     def pending(self):
         return []
@@ -95,9 +99,11 @@ def test_a_permanent_error_stops_the_worker():
 
 def test_every_groups_batch_is_run_when_a_cut_is_made():
     two_groups = [({"group": 0}, 4), ({"group": 1}, 2)]
-    w, runner, _ = worker(ScriptedPipeline([two_groups]))
+    pipeline = ScriptedPipeline([two_groups])
+    w, runner, _ = worker(pipeline)
     w.run()
     assert runner.ran == ["b0", "b1"]
+    assert pipeline.expected == ["b1", None]  # each run is told which batch comes next
 
 
 def test_a_partial_batch_waits_for_max_wait_a_full_one_does_not():
@@ -110,6 +116,31 @@ def test_a_partial_batch_waits_for_max_wait_a_full_one_does_not():
     w, runner, _ = worker(ScriptedPipeline([full]), max_wait_ms=10_000)
     w.run()
     assert runner.ran == ["b0"]
+
+
+def test_a_backlog_is_run_each_batch_read_ahead_while_the_one_before_runs(ztf_spec, tmp_path):
+    from headwater.pipeline import Pipeline
+    from headwater.runner import EventRunner, dagster_instance
+    from headwater.spec import load_spec
+
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10), base_dir=tmp_path))
+    decoded: list[int] = []
+    decode = pipeline.decoder.decode
+    pipeline.decoder.decode = lambda raw: decoded.append(raw.messages.num_rows) or decode(raw)
+    runner = EventRunner(pipeline, dagster_instance(tmp_path, capture_logs=False))
+    w = StreamWorker(
+        Path("x.yaml"), pipeline, [], tmp_path, max_wait_ms=0, idle_exit_seconds=0.05, runner=runner
+    )
+    try:
+        stats = w.run()
+        assert pipeline._reader is not None and pipeline._ahead is None  # ahead, and all used
+    finally:
+        pipeline.close()
+    batches = [e.batch for e in pipeline.ledger.entries()]
+    assert stats.batches == len(batches) == 3 and all(
+        e.status == "done" for e in pipeline.ledger.entries()
+    )
+    assert decoded == [b.records for b in batches]  # each batch read and decoded once
 
 
 def test_a_batch_done_without_its_events_gets_them_when_a_worker_starts(ztf_spec, tmp_path):
