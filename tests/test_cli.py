@@ -39,6 +39,23 @@ def test_run_then_query_answers_the_sso_count(project, ztf_manifest):
     assert "nothing to do" in again.output
 
 
+def test_cutouts_are_kept_in_raw_only_and_joined_back_by_candid(project, ztf_manifest):
+    assert invoke("run", "ztf").exit_code == 0
+    columns = invoke("query", "describe solar_system", "--format", "json").output
+    assert "candidate" in columns and "cutout" not in columns
+    # the join the spec's header shows: every solar-system alert gets its science stamp
+    joined = invoke(
+        "query",
+        "select s.candid, octet_length(r.cutoutScience.stampData) as n "
+        "from solar_system s join raw r using (candid)",
+        "--format",
+        "json",
+    )
+    rows = [json.loads(line) for line in joined.output.splitlines()]
+    sso = {int(r["candid"]) for r in ztf_manifest if r["ssnamenr"] not in ("null", "")}
+    assert {r["candid"] for r in rows} == sso and all(r["n"] > 1000 for r in rows)
+
+
 def test_run_with_set_reads_another_folder(project, tmp_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -63,7 +80,7 @@ def test_validate_reports_the_problem_and_fails(project):
     result = CliRunner().invoke(app, ["validate", "ztf"])
     assert result.exit_code == 1
     assert (
-        "streams.solar_system.processors[0].solar_system.action: Input should be "
+        "streams.solar_system.processors[1].solar_system.action: Input should be "
         "'include' or 'exclude'; got 'sometimes'" in result.output
     )
 

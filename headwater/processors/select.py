@@ -7,6 +7,8 @@ survive ``keep`` so that rows stay traceable, unless ``drop`` names them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
@@ -24,6 +26,11 @@ class SelectConfig(ComponentConfig):
     )
     keep: list[str] = Field(default_factory=list, description="Columns or dotted paths to keep.")
     drop: list[str] = Field(default_factory=list, description="Columns to drop.")
+    missing: Literal["error", "ignore"] = Field(
+        default="error",
+        description="A column to drop that the batch does not have: error (a typo shows at "
+        "once), or ignore (columns some settings leave out, as decode.avro.cutouts: drop).",
+    )
     rename: dict[str, str] = Field(default_factory=dict, description="old: new names.")
     separator: str = Field(default="_", description="Joins struct and field names.")
 
@@ -44,9 +51,11 @@ class Select(Processor):
                 columns.append(column_path(table, path))
             table = pa.table(columns, names=names)
         missing = [d for d in c.drop if d not in table.column_names]
-        if missing:
-            raise HeadwaterError(f"cannot drop {missing}: no such column")
-        table = table.drop_columns(c.drop)
+        if missing and c.missing == "error":
+            raise HeadwaterError(
+                f"cannot drop {missing}: no such column (missing: ignore allows it)"
+            )
+        table = table.drop_columns([d for d in c.drop if d not in missing])
         unknown = [old for old in c.rename if old not in table.column_names]
         if unknown:
             raise HeadwaterError(f"cannot rename {unknown}: no such column")

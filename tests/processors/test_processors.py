@@ -209,6 +209,8 @@ def test_select_flatten_keep_drop_rename(ctx):
     assert flat.column_names == ["c_ra", "c_dec", "id"]
     with pytest.raises(ProcessorError, match=r"cannot drop \['nope'\]: no such column"):
         Select(SelectConfig(drop=["nope"]), ctx)(t)
+    lenient = Select(SelectConfig(drop=["nope", "_offset"], missing="ignore"), ctx)(t).table
+    assert lenient.column_names == ["c", "id", "_source"]
 
 
 class Bright:
