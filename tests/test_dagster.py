@@ -246,3 +246,20 @@ def test_placement_decisions_show_their_metrics_and_heatmap(tmp_path, instance):
     model = instance.get_latest_materialization_event(AssetKey(["placement", "cluster_model"]))
     model_meta = {k: v.value for k, v in model.asset_materialization.metadata.items()}
     assert model_meta["containers"] == 10 and model_meta["hosts"] == 2
+
+
+def test_a_large_batch_s_coordinates_are_summarised_in_its_metadata(ztf_spec, tmp_path):
+    from headwater.assets.streams import COORDINATES_SHOWN, asset_metadata
+    from headwater.batch import Batch
+    from headwater.pipeline import BatchReport, StreamReport
+
+    pipeline = get_pipeline(str(ztf_spec(batch=10)), root=str(tmp_path))
+    ranges = [[f"{k:04d}/{k:07d}.avro", 0, 1] for k in range(5000)]
+    batch = Batch("ztf", "b1", "2026-11-24", "files", {"root": "/in", "ranges": ranges}, "t", 5000)
+    streams = {s.name: StreamReport(s.name, 5000, 5000, 0, 0.1) for s in pipeline.spec.streams}
+    metas = dict(asset_metadata(pipeline.spec, [BatchReport(batch, 5000, streams=streams)]))
+    for meta in metas.values():
+        text = meta["coordinates"].value
+        assert text.startswith('{"root": "/in", "ranges": [["0000/0000000.avro", 0, 1]')
+        assert len(text) < COORDINATES_SHOWN + 200  # not the ~150,000 characters of them all
+        assert "headwater batches ztf --format json" in text

@@ -174,13 +174,14 @@ def asset_metadata(
 ) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
     """Each asset of the pipeline (its streams, then the quarantine) with the metadata of
     its materialization by these batches: a run's, or the stream worker's asset events."""
+    batches = _batch_meta(reports)
     for s in spec.streams:
         rows_in = sum(r.streams[s.name].rows_in for r in reports)
         rows_out = sum(r.streams[s.name].rows_out for r in reports)
         seconds = sum(r.seconds for r in reports)
         paths = [r.streams[s.name].outputs.get("parquet", {}).get("path") for r in reports]
         meta: dict[str, Any] = {
-            **_batch_meta(reports),
+            **batches,
             "rows_in": rows_in,
             "rows_out": rows_out,
             "rows_quarantined": sum(r.streams[s.name].quarantined for r in reports),
@@ -197,7 +198,7 @@ def asset_metadata(
     yield (
         asset_key(spec, QUARANTINE),
         {
-            **_batch_meta(reports),
+            **batches,
             "rows_quarantined": sum(r.quarantined for r in reports),
             "decode_fallback_groups": sum(
                 r.decode_stats.get("fallback_groups", 0) for r in reports
@@ -230,13 +231,23 @@ def _inline_png(path: str) -> str:
     return f"![host load before and after the moves](data:image/png;base64,{data})"
 
 
+#: Coordinates longer than this (as JSON) are summarised in the metadata: a batch of 5,000
+#: files' ranges, stored with each of the pipeline's assets, cost more than the events
+#: themselves. The ledger keeps them whole (``headwater batches``).
+COORDINATES_SHOWN = 4_000
+
+
 def _batch_meta(reports: list[BatchReport]) -> dict[str, Any]:
     if len(reports) == 1:
         b = reports[0].batch
+        text = json.dumps(b.coordinates)
+        if len(text) <= COORDINATES_SHOWN:
+            return {"batch_id": b.id, "coordinates": MetadataValue.json(b.coordinates)}
         return {
             "batch_id": b.id,
-            "coordinates": MetadataValue.json(b.coordinates)
-            if len(json.dumps(b.coordinates)) < 50_000
-            else MetadataValue.text(json.dumps(b.coordinates)[:50_000] + "…"),
+            "coordinates": MetadataValue.text(
+                f"{text[:COORDINATES_SHOWN]}… ({len(text):,} characters; all of it: "
+                f"headwater batches {b.pipeline} --format json)"
+            ),
         }
     return {"batch_ids": MetadataValue.json([r.batch.id for r in reports]), "batches": len(reports)}
