@@ -73,7 +73,7 @@ def run(
 
 def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
     from headwater.resources.project import get_pipeline
-    from headwater.runner import run_batches
+    from headwater.runner import dagster_instance, run_batches
 
     pipeline = get_pipeline(str(spec_file), tuple(overrides), str(home()))
     new, pending = pipeline.cut()
@@ -97,6 +97,9 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
             overrides,
             home(),
             on_done=lambda _: progress.advance(task),
+            # what the runs print goes to this terminal: no capture of it per run (two helper
+            # processes, ~60 ms a run); runs the web UI or the sensor launch keep theirs
+            instance=dagster_instance(home(), capture_logs=False),
         )
     _summary(pipeline, results, time.perf_counter() - started)
     failed = [r for r in results if not r.success]
