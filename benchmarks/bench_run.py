@@ -1,19 +1,22 @@
 """End to end: the bundled ZTF pipeline (``pipelines/ztf.yaml``) on a folder of alert files.
 
-``headwater run`` in a project of its own, as a user runs it: files read, decoded, both
-filters, Parquet and DuckDB sinks, each batch a Dagster run. The folder holds the repo's ZTF
-sample repeated to --alerts files (hard links: the bytes are read like any file's). Each case
-runs --repeats times on a fresh lake and instance; the median alerts/s (messages over the
-wall time of the whole command, start-up included) is printed with its ratio to the baseline
-measured in the same run, the same pipeline decoding with fastavro per message. "Sustained" is
-the rate past start-up: each case also runs on the first half of the alerts, and the second
-half's alerts over the extra time they took.
+The pipeline runs as a user runs it, in a project of its own: files read, decoded, both
+filters, two cross-matches, Parquet and DuckDB sinks. ``headwater run`` makes each batch a
+Dagster run; ``headwater stream`` (the long-lived worker, here exiting once the folder is
+done and idle for 1 s) runs the batches itself and records each as asset events. The folder
+holds the repo's ZTF sample repeated to --alerts files (hard links: the bytes are read like
+any file's). Each case runs --repeats times on a fresh lake and instance; the median alerts/s
+(messages over the wall time of the whole command, start-up included) is printed with its
+ratio to the baseline measured in the same run, the same pipeline decoding with fastavro per
+message. "Sustained" is the rate past start-up (and the worker's idle second): each case
+also runs on the first half of the alerts, and the second half's alerts over the extra time
+they took.
 
     .venv/bin/python benchmarks/bench_run.py --alerts 50000 --repeats 3
     .venv/bin/python benchmarks/bench_run.py --alerts 20000 --py-spy run.spy
     .venv/bin/python benchmarks/summarize_profile.py run.spy
 
---py-spy samples one run (cutouts kept) with py-spy instead.
+--py-spy samples one run of --case (default: compiled, cutouts kept) with py-spy instead.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "ztf" / "alerts"
+#: case: (command, its options, spec overrides)
 CASES = {
-    "fastavro per message (baseline)": ["decode.avro.engine=fastavro"],
-    "compiled, cutouts kept": [],
-    "compiled, cutouts dropped": ["decode.avro.cutouts=drop"],
+    "fastavro per message (baseline)": ("run", [], ["decode.avro.engine=fastavro"]),
+    "compiled, cutouts kept": ("run", [], []),
+    "compiled, cutouts dropped": ("run", [], ["decode.avro.cutouts=drop"]),
+    "stream worker, cutouts kept": ("stream", ["--idle-exit", "1", "--quiet"], []),
 }
 
 
@@ -47,7 +52,10 @@ def alert_folder(where: Path, n: int, name: str = "alerts") -> Path:
     return folder
 
 
-def run_once(folder: Path, sets: list[str], batch: int, profile: str | None) -> float:
+def run_once(
+    folder: Path, case: tuple[str, list[str], list[str]], batch: int, profile: str | None
+) -> float:
+    verb, options, sets = case
     project = Path(tempfile.mkdtemp(prefix="hw-bench-run-"))
     try:
         (project / "pipelines").mkdir()
@@ -55,7 +63,7 @@ def run_once(folder: Path, sets: list[str], batch: int, profile: str | None) -> 
         for sample in ("catalogs", "watchlists"):  # what the pipeline matches alerts with
             shutil.copytree(REPO / "samples" / sample, project / "samples" / sample)
         args = [f"source.files.path={folder}", f"source.files.max_records_per_batch={batch}"]
-        command = [sys.executable, "-m", "headwater", "run", "ztf"]
+        command = [sys.executable, "-m", "headwater", verb, "ztf", *options]
         if profile:
             spy = str(Path(sys.executable).parent / "py-spy")
             command = [spy, "record", "--subprocesses", "-f", "raw", "-o", profile, "--", *command]
@@ -79,13 +87,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--py-spy", dest="profile", metavar="FILE", help="sample one run, and stop")
+    ap.add_argument("--case", choices=list(CASES), default="compiled, cutouts kept")
     args = ap.parse_args()
     where = Path(tempfile.mkdtemp(prefix="hw-bench-alerts-"))
     try:
         folder = alert_folder(where, args.alerts)
         half = alert_folder(where, args.alerts // 2, "half")
         if args.profile:
-            seconds = run_once(folder, [], args.batch, args.profile)
+            seconds = run_once(folder, CASES[args.case], args.batch, args.profile)
             print(f"profiled run: {args.alerts / seconds:,.0f} alerts/s; {args.profile}")
             return
         print(
@@ -94,9 +103,9 @@ def main() -> None:
         )
         print(f"{'case':<34} {'alerts/s':>9} {'x base':>7} {'seconds':>8} {'sustained':>10}")
         base = None
-        for name, sets in CASES.items():
-            times = [run_once(folder, sets, args.batch, None) for _ in range(args.repeats)]
-            halves = [run_once(half, sets, args.batch, None) for _ in range(args.repeats)]
+        for name, case in CASES.items():
+            times = [run_once(folder, case, args.batch, None) for _ in range(args.repeats)]
+            halves = [run_once(half, case, args.batch, None) for _ in range(args.repeats)]
             seconds = statistics.median(times)
             rate = args.alerts / seconds
             extra = seconds - statistics.median(halves)
