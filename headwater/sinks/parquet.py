@@ -7,6 +7,7 @@ same table always gives the same bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,38 @@ class ParquetConfig(ComponentConfig):
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     compression_level: int | None = Field(default=None, description="Codec level, if any.")
     row_group_size: int = Field(default=64 * 1024, gt=0, description="Rows per row group.")
+    plain: list[str] = Field(
+        default_factory=list,
+        description="Columns (dotted paths; a struct covers its fields) written as they are, "
+        "with no dictionary and no compression: payloads compressed already, such as ZTF's "
+        "FITS stamps. Paths a batch does not have are skipped.",
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def leaf_paths(schema: pa.Schema) -> tuple[str, ...]:
+    """The Parquet column paths of an Arrow schema (``prv_candidates.list.element.jd``)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    return tuple(c.path for c in pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema)
+
+
+def write_options(config: ParquetConfig, schema: pa.Schema) -> dict[str, Any]:
+    """pyarrow's options for a table of this schema under ``config``."""
+    options: dict[str, Any] = {"row_group_size": config.row_group_size}
+    leaves = leaf_paths(schema) if config.plain else ()
+    plain = {p for p in leaves if any(p == q or p.startswith(q + ".") for q in config.plain)}
+    if not plain:
+        options.update(compression=config.compression, compression_level=config.compression_level)
+        return options
+    # Dictionaries and compression only cost time on compressed bytes: an alert's stamps are
+    # unique gzipped FITS (zstd gains nothing; each dictionary page fills and falls back).
+    rest = [p for p in leaves if p not in plain]
+    options["compression"] = {p: "none" if p in plain else config.compression for p in leaves}
+    options["use_dictionary"] = rest
+    if config.compression_level is not None:
+        options["compression_level"] = {p: config.compression_level for p in rest}
+    return options
 
 
 def write_atomically(path: Path, table: pa.Table, **options: Any) -> int:
@@ -60,11 +93,5 @@ class ParquetSink(Sink):
             # nothing decoded (every message refused): no file, and no stale one from before
             path.unlink(missing_ok=True)
             return {"path": None, "bytes": 0}
-        size = write_atomically(
-            path,
-            table,
-            compression=c.compression,
-            compression_level=c.compression_level,
-            row_group_size=c.row_group_size,
-        )
+        size = write_atomically(path, table, **write_options(c, table.schema))
         return {"path": str(path), "bytes": size}
