@@ -4,13 +4,13 @@ The pipeline runs as a user runs it, in a project of its own: files read, decode
 filters, two cross-matches, Parquet and DuckDB sinks. ``headwater run`` makes each batch a
 Dagster run; ``headwater stream`` (the long-lived worker, here exiting once the folder is
 done and idle for 1 s) runs the batches itself and records each as asset events. The folder
-holds the repo's ZTF sample repeated to --alerts files (hard links: the bytes are read like
-any file's). Each case runs --repeats times on a fresh lake and instance; the median alerts/s
-(messages over the wall time of the whole command, start-up included) is printed with its
-ratio to the baseline measured in the same run, the same pipeline decoding with fastavro per
-message. "Sustained" is the rate past start-up: the alerts of every batch but the first over
-the time from the first batch's end to the last one's (the ends are when each batch's ledger
-entry was marked done).
+holds the repo's ZTF sample repeated to --alerts files, each copy's cutouts made unique as
+real alerts' are (see alert_folder). Each case runs --repeats times on a fresh lake and
+instance; the median alerts/s (messages over the wall time of the whole command, start-up
+included) is printed with its ratio to the baseline measured in the same run, the same
+pipeline decoding with fastavro per message. "Sustained" is the rate past start-up: the
+alerts of every batch but the first over the time from the first batch's end to the last
+one's (the ends are when each batch's ledger entry was marked done).
 
     .venv/bin/python benchmarks/bench_run.py --alerts 50000 --repeats 3
     .venv/bin/python benchmarks/bench_run.py --alerts 20000 --py-spy run.spy
@@ -22,6 +22,7 @@ entry was marked done).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
@@ -42,13 +43,35 @@ CASES = {
 }
 
 
+CUTOUTS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
+
+def stamp_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where each cutout's stamp lies in an alert file's bytes: (start, length)."""
+    import fastavro
+
+    record = next(iter(fastavro.reader(io.BytesIO(data))))
+    stamps = [record[c]["stampData"] for c in CUTOUTS if record.get(c)]
+    return [(data.index(stamp), len(stamp)) for stamp in stamps]
+
+
 def alert_folder(where: Path, n: int, name: str = "alerts") -> Path:
+    """The sample repeated to n files, each copy's stamps made its own: 8 bytes in the middle
+    of each stamp hold the copy's number. Real alerts' stamps all differ (compressed FITS):
+    copies of the same 110 would be dictionary-encoded by Parquet to nearly nothing, and
+    the lake's writes be a hundredth of a real stream's."""
     folder = where / name
-    samples = sorted(SAMPLES.rglob("*.avro"))
+    samples = [(p.read_bytes(), p) for p in sorted(SAMPLES.rglob("*.avro"))]
+    spans = [stamp_spans(data) for data, _ in samples]
     for i in range(n):
+        data, _ = samples[i % len(samples)]
+        copy = bytearray(data)
+        for start, length in spans[i % len(samples)]:
+            middle = start + length // 2
+            copy[middle : middle + 8] = i.to_bytes(8, "little")
         sub = folder / f"{i // 1000:04d}"
         sub.mkdir(parents=True, exist_ok=True)
-        os.link(samples[i % len(samples)], sub / f"{i:07d}.avro")
+        (sub / f"{i:07d}.avro").write_bytes(copy)
     return folder
 
 
