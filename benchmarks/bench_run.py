@@ -40,6 +40,11 @@ CASES = {
     "compiled, cutouts kept": ("run", [], []),
     "compiled, cutouts dropped": ("run", [], ["decode.avro.cutouts=drop"]),
     "stream worker, cutouts kept": ("stream", ["--idle-exit", "1", "--quiet"], []),
+    "stream worker, cutouts dropped": (
+        "stream",
+        ["--idle-exit", "1", "--quiet"],
+        ["decode.avro.cutouts=drop"],
+    ),
 }
 
 
