@@ -171,16 +171,8 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
 
 
 def _read_into(prefix: str, rels: list[str], sizes: list[int]) -> pa.Array | None:
-    offsets = np.zeros(len(rels) + 1, np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    data = pa.allocate_buffer(int(offsets[-1]))
     # compiled, without the GIL: a Python loop of system calls on the read-ahead thread gave
     # the GIL up and took it back at each call, which cost four times the reads while the
     # main thread worked
-    into = memoryview(data).cast("B")
-    failed = _native.read_files(prefix, rels, offsets.tolist(), into, threads())
-    if failed is not None:
-        return None  # gone, or changed since it was listed: the file-by-file read names it
-    return pa.Array.from_buffers(
-        pa.binary(), len(rels), [None, pa.py_buffer(offsets.astype(np.int32)), data]
-    )
+    array, failed = _native.read_files(prefix, rels, sizes, threads())
+    return None if failed is not None else array  # None: the file-by-file read names it

@@ -2,9 +2,13 @@
 //!
 //! In Python, a loop of open/read/close on a background thread gives the GIL up and takes it
 //! back at every system call; with the pipeline busy on the main thread, that cost four times
-//! the read itself. Here the loop runs without the GIL, split over threads.
+//! the read itself. Here the loop runs without the GIL, split over threads, into memory from
+//! this library's allocator: a batch's few hundred MB are reused by the next batch instead of
+//! coming back from the kernel as fresh pages to zero (Arrow's pool gave them back).
 
 use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 /// One thread's share of the files: the first one's index, their names, their offsets into
@@ -13,19 +17,21 @@ struct Part<'a> {
     first: usize,
     rels: &'a [String],
     span: &'a [usize],
-    out: &'a mut [u8],
+    out: &'a mut [MaybeUninit<u8>],
 }
 
-/// Read file `prefix + rels[i]` into `out[offsets[i]..offsets[i + 1]]` for every i
-/// (`offsets[0]` is 0). Returns the index of the first file that could not be read whole,
-/// or whose size is not the expected one (it changed since it was listed), if any.
-pub fn read_into(
+/// The bytes of every file `prefix + rels[i]` one after the other (`offsets[i]` is where file
+/// i starts, `offsets[rels.len()]` the total), or the index of the first file that could not
+/// be read whole or whose size is not the one listed (it changed since it was listed).
+pub fn read_all(
     prefix: &str,
     rels: &[String],
     offsets: &[usize],
-    out: &mut [u8],
     threads: usize,
-) -> Option<usize> {
+) -> Result<Vec<u8>, usize> {
+    let total = offsets[rels.len()];
+    let mut data: Vec<u8> = Vec::with_capacity(total);
+    let out = &mut data.spare_capacity_mut()[..total];
     let per = rels.len().div_ceil(threads.max(1)).max(1);
     let mut parts = Vec::new();
     let mut rest = out;
@@ -41,7 +47,7 @@ pub fn read_into(
         });
         rest = tail;
     }
-    std::thread::scope(|s| {
+    let failed = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .map(|p| s.spawn(move || read_part(prefix, p.rels, p.span, p.out).map(|i| p.first + i)))
@@ -51,42 +57,65 @@ pub fn read_into(
             .into_iter()
             .filter_map(|h| h.join().unwrap_or(Some(0)))
             .min()
-    })
+    });
+    match failed {
+        Some(i) => Err(i),
+        None => {
+            // SAFETY: every byte of 0..total was written by a read that returned it in full
+            unsafe { data.set_len(total) };
+            Ok(data)
+        }
+    }
 }
 
 /// One thread's share: `span` holds its files' offsets into the whole buffer, `out` starts at
 /// `span[0]`.
-fn read_part(prefix: &str, rels: &[String], span: &[usize], out: &mut [u8]) -> Option<usize> {
+fn read_part(
+    prefix: &str,
+    rels: &[String],
+    span: &[usize],
+    out: &mut [MaybeUninit<u8>],
+) -> Option<usize> {
     let base = span[0];
     let mut path = String::with_capacity(prefix.len() + 64);
-    let mut extra = [0u8; 1];
     for (i, rel) in rels.iter().enumerate() {
         path.clear();
         path.push_str(prefix);
         path.push_str(rel);
-        let into = &mut out[span[i] - base..span[i + 1] - base];
-        if !read_exactly(&path, into, &mut extra) {
+        if !read_exactly(&path, &mut out[span[i] - base..span[i + 1] - base]) {
             return Some(i);
         }
     }
     None
 }
 
-/// Whether the file holds exactly `into.len()` bytes, now read into `into`.
-fn read_exactly(path: &str, into: &mut [u8], extra: &mut [u8; 1]) -> bool {
+/// Whether the file holds exactly `into.len()` bytes, now all written into `into`.
+fn read_exactly(path: &str, into: &mut [MaybeUninit<u8>]) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };
     let mut at = 0;
     while at < into.len() {
-        match file.read_at(&mut into[at..], at as u64) {
-            Ok(0) => return false, // shorter than listed
-            Ok(n) => at += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+        let rest = &mut into[at..];
+        // SAFETY: the kernel writes at most rest.len() bytes at a pointer into memory this
+        // function holds exclusively; nothing reads it before the whole file is in
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                rest.as_mut_ptr().cast(),
+                rest.len(),
+                at as libc::off_t,
+            )
+        };
+        match n {
+            0 => return false, // shorter than listed
+            n if n > 0 => at += n as usize,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
         }
     }
-    matches!(file.read_at(extra, at as u64), Ok(0)) // a byte more: it grew
+    let mut extra = [0u8; 1];
+    matches!(file.read_at(&mut extra, at as u64), Ok(0)) // a byte more: it grew
 }
 
 /// The size of every file `prefix + rels[i]`, or None for one that cannot be looked at.

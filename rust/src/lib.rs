@@ -14,7 +14,8 @@ mod cursor;
 mod files;
 mod plan;
 
-use arrow_array::{RecordBatch, StructArray};
+use arrow_array::{Array, BinaryArray, RecordBatch, StructArray};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_pyarrow::{PyArrowType, ToPyArrow};
 use arrow_schema::DataType;
 use pyo3::buffer::PyBuffer;
@@ -110,42 +111,48 @@ fn decode_body(top: &mut columns::Col, body: &[u8], count: u64) -> Result<(), St
     }
 }
 
-/// Read file `prefix + rels[i]` into bytes `offsets[i]..offsets[i + 1]` of `out` (a writable
-/// buffer), on `threads` threads without the GIL. Returns the index of the first file that
-/// could not be read or whose size is not the one listed, else None.
+/// The files `prefix + rels[i]` (of `sizes[i]` bytes) as a `pyarrow.BinaryArray`, one value
+/// per file, read on `threads` threads without the GIL; or the index of the first file that
+/// could not be read or whose size is not the one listed: `(array, None)` or `(None, index)`.
 #[pyfunction]
-fn read_files(
-    py: Python<'_>,
+fn read_files<'py>(
+    py: Python<'py>,
     prefix: &str,
     rels: Vec<String>,
-    offsets: Vec<usize>,
-    out: PyBuffer<u8>,
+    sizes: Vec<usize>,
     threads: usize,
-) -> PyResult<Option<usize>> {
-    if out.readonly() || !out.is_c_contiguous() {
-        return Err(PyValueError::new_err(
-            "out must be a writable contiguous buffer",
-        ));
-    }
-    if offsets.len() != rels.len() + 1
-        || offsets.windows(2).any(|w| w[0] > w[1])
-        || offsets.last().is_some_and(|&end| end > out.item_count())
-    {
+) -> PyResult<(Option<Bound<'py, PyAny>>, Option<usize>)> {
+    if sizes.len() != rels.len() {
         return Err(PyValueError::new_err(format!(
-            "offsets must be {} non-decreasing positions within the {} bytes of out",
-            rels.len() + 1,
-            out.item_count()
+            "{} files but {} sizes",
+            rels.len(),
+            sizes.len()
         )));
     }
-    let start = offsets[0];
-    // SAFETY: the PyBuffer keeps the writable exporting object alive and its memory fixed
-    // until it is dropped at the end of this function; nothing else writes to it meanwhile.
-    let whole =
-        unsafe { std::slice::from_raw_parts_mut(out.buf_ptr() as *mut u8, out.item_count()) };
-    let end = offsets[offsets.len() - 1];
-    let shifted: Vec<usize> = offsets.iter().map(|o| o - start).collect();
-    let into = &mut whole[start..end];
-    Ok(py.detach(|| files::read_into(prefix, &rels, &shifted, into, threads)))
+    let mut offsets = Vec::with_capacity(rels.len() + 1);
+    offsets.push(0usize);
+    for size in &sizes {
+        offsets.push(offsets[offsets.len() - 1] + size);
+    }
+    let total = offsets[rels.len()];
+    if total > i32::MAX as usize {
+        return Err(PyValueError::new_err(format!(
+            "{total} bytes in one array: at most {} (split the files)",
+            i32::MAX
+        )));
+    }
+    match py.detach(|| files::read_all(prefix, &rels, &offsets, threads)) {
+        Err(failed) => Ok((None, Some(failed))),
+        Ok(data) => {
+            let ends: Vec<i32> = offsets.iter().map(|&o| o as i32).collect();
+            let array = BinaryArray::new(
+                OffsetBuffer::new(ScalarBuffer::from(ends)),
+                Buffer::from_vec(data),
+                None,
+            );
+            Ok((Some(array.to_data().to_pyarrow(py)?), None))
+        }
+    }
 }
 
 /// The size of every file `prefix + rels[i]` (None: it cannot be looked at), without the GIL.

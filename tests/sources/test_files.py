@@ -70,14 +70,16 @@ def test_many_files_read_on_threads_land_in_order(ctx, tmp_path, monkeypatch):
         assert fast.messages.equals(slow.messages)
 
 
-def test_the_compiled_read_refuses_a_buffer_it_cannot_fill():
-    into = memoryview(bytearray(10)).cast("B")
-    with pytest.raises(ValueError, match="within the 10 bytes of out"):
-        files_mod._native.read_files("/", ["etc/hostname"], [0, 11], into, 1)
-    with pytest.raises(ValueError, match="non-decreasing"):
-        files_mod._native.read_files("/", ["a", "b"], [0, 5, 4], into, 1)
-    with pytest.raises(ValueError, match="writable"):
-        files_mod._native.read_files("/", [], [0], memoryview(bytes(10)), 1)
+def test_the_compiled_read_refuses_what_it_cannot_hold(tmp_path):
+    with pytest.raises(ValueError, match="2 files but 1 sizes"):
+        files_mod._native.read_files("/", ["a", "b"], [1], 1)
+    with pytest.raises(ValueError, match="at most 2147483647"):
+        files_mod._native.read_files("/", ["a", "b"], [2**30, 2**30], 1)
+    (tmp_path / "f").write_bytes(b"abc")
+    array, failed = files_mod._native.read_files(f"{tmp_path}/", ["f", "gone"], [3, 1], 2)
+    assert array is None and failed == 1
+    array, failed = files_mod._native.read_files(f"{tmp_path}/", ["f", "f"], [3, 3], 2)
+    assert failed is None and array.to_pylist() == [b"abc", b"abc"]
 
 
 def test_a_vanished_file_is_unreadable_in_both_reads(ctx, folder, monkeypatch):
