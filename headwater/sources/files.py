@@ -162,7 +162,7 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
         return None  # it is back: the file-by-file read takes it as it is now
     chunks = []
     for start, stop in chunk_spans(np.asarray(sizes, np.int64)):
-        chunk = _read_into(prefix, kept[start:stop], sizes[start:stop])
+        chunk = _read_chunk(prefix, kept[start:stop], sizes[start:stop])
         if chunk is None:
             return None
         chunks.append(chunk)
@@ -170,7 +170,7 @@ def _read_whole_files(root: Path, rels: list[str]) -> RawBatch | None:
     return RawBatch(raw_table(kept, [0] * len(kept), values), {}, unreadable)
 
 
-def _read_into(prefix: str, rels: list[str], sizes: list[int]) -> pa.Array | None:
+def _read_chunk(prefix: str, rels: list[str], sizes: list[int]) -> pa.Array | None:
     # compiled, without the GIL: a Python loop of system calls on the read-ahead thread gave
     # the GIL up and took it back at each call, which cost four times the reads while the
     # main thread worked
