@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +118,14 @@ class BatchReport:
 def _build(kind: str, spec: ComponentSpec, ctx: Context) -> Any:
     cls = registry.lookup(kind, spec.name)
     return cls(spec.config, dataclasses.replace(ctx, where=spec.where))
+
+
+def in_turn(pipeline: Pipeline, batches: list[Batch]) -> Iterator[Batch]:
+    """Each batch in turn, the pipeline told first which one follows it (see
+    :meth:`Pipeline.expect`), so that one is read and decoded while this one runs."""
+    for k, batch in enumerate(batches):
+        pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
+        yield batch
 
 
 class Pipeline:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from headwater.batch import Batch
-from headwater.pipeline import BatchReport, Pipeline
+from headwater.pipeline import BatchReport, Pipeline, in_turn
 
 
 @dataclass
@@ -200,8 +200,7 @@ def run_batches(
 ) -> list[RunOutcome]:
     runner = BatchRunner(spec_file, pipeline, overrides, root, instance)
     outcomes = []
-    for k, batch in enumerate(batches):
-        pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
+    for batch in in_turn(pipeline, batches):
         outcome = runner.run(batch)
         outcomes.append(outcome)
         if on_done:

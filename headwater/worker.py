@@ -26,7 +26,7 @@ from pathlib import Path
 
 from headwater.batch import Batch
 from headwater.errors import HeadwaterError
-from headwater.pipeline import Pipeline
+from headwater.pipeline import Pipeline, in_turn
 from headwater.runner import BatchRunner, EventRunner, RunOutcome, dagster_instance
 
 
@@ -158,10 +158,9 @@ class StreamWorker:
         """Run batches in turn, each read and decoded while the one before is worked on (a
         backlog of files: both cores busy). A stop leaves the rest recorded, so the next
         start runs them from the same coordinates."""
-        for k, batch in enumerate(batches):
+        for batch in in_turn(self.pipeline, batches):
             if self._done():
                 return
-            self.pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
             self._run(batch)
 
     def _run(self, batch) -> None:

@@ -103,7 +103,7 @@ def filter_condition(query: str) -> str | None:
             "class": "CAST",
             "type": "OPERATOR_CAST",
             "alias": "",
-            "query_location": 18446744073709551615,
+            "query_location": 18446744073709551615,  # DuckDB's "no location" (2**64 - 1)
             "child": node["where_clause"],
             "cast_type": {"id": "BOOLEAN", "type_info": None},
             "try_cast": False,
