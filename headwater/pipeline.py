@@ -25,6 +25,7 @@ from headwater.batch import Batch, RawBatch, batch_id_for, has_payload
 from headwater.component import Context
 from headwater.crossmatch.catalog import CATALOGS, CatalogStore
 from headwater.decoders.base import Decoded
+from headwater.errors import HeadwaterError
 from headwater.kafka.connection import KafkaConnection
 from headwater.lake import QUARANTINE, Lake
 from headwater.ledger import PENDING, Entry, Ledger
@@ -115,6 +116,16 @@ class BatchReport:
         }
 
 
+@dataclass
+class Started:
+    """A batch processed, its sink writes under way, not yet committed (:meth:`Pipeline.start`)."""
+
+    batch: Batch
+    report: BatchReport
+    writes: SinkWrites
+    since: float
+
+
 def _build(kind: str, spec: ComponentSpec, ctx: Context) -> Any:
     cls = registry.lookup(kind, spec.name)
     return cls(spec.config, dataclasses.replace(ctx, where=spec.where))
@@ -126,6 +137,57 @@ def in_turn(pipeline: Pipeline, batches: list[Batch]) -> Iterator[Batch]:
     for k, batch in enumerate(batches):
         pipeline.expect(batches[k + 1] if k + 1 < len(batches) else None)
         yield batch
+
+
+def overlapped(
+    pipeline: Pipeline, batches: list[Batch], stop: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[Batch, BatchReport | HeadwaterError]]:
+    """Run a backlog of batches, each started (read, decoded, processed) while the one
+    before it finishes its durable writes, and yield each batch's outcome in order, once it
+    is committed and marked done, or its error.
+
+    With stamps kept, a batch of ZTF alerts writes some 200 MB to be fsynced: started one
+    after another, the batches leave a core idle while that completes. Commits stay in
+    order: batch k+1 is committed only after batch k. After an error, nothing further is
+    committed: a batch already started is abandoned (its files are rewritten when it is
+    run again, by the same id) and the generator stops; the caller runs the failed batch
+    again, then the rest. Once ``stop()`` is true no further batch is started: the one in
+    hand is finished. Closing the generator early abandons a started batch.
+    """
+    pending: Started | None = None
+    try:
+        for batch in in_turn(pipeline, batches):
+            if stop():
+                break
+            try:
+                started = pipeline.start(batch)
+            except HeadwaterError as exc:
+                if pending is not None:
+                    done, pending = _finish(pipeline, pending), None
+                    yield done
+                    if isinstance(done[1], HeadwaterError):
+                        return
+                yield batch, exc
+                return
+            done = _finish(pipeline, pending) if pending is not None else None
+            pending = started
+            if done is not None:
+                yield done
+                if isinstance(done[1], HeadwaterError):
+                    return
+        if pending is not None:
+            done, pending = _finish(pipeline, pending), None
+            yield done
+    finally:
+        if pending is not None:
+            pending.writes.abandon()
+
+
+def _finish(pipeline: Pipeline, started: Started) -> tuple[Batch, BatchReport | HeadwaterError]:
+    try:
+        return started.batch, pipeline.finish(started)
+    except HeadwaterError as exc:
+        return started.batch, exc
 
 
 class Pipeline:
@@ -249,6 +311,13 @@ class Pipeline:
         self._ahead = (upcoming.id, self._reader.submit(self._read_decode, upcoming))
 
     def run(self, batch: Batch) -> BatchReport:
+        """Run ``batch`` end to end; it is committed and marked done on return."""
+        return self.finish(self.start(batch))
+
+    def start(self, batch: Batch) -> Started:
+        """Read, decode and process ``batch`` and start its sink writes; :meth:`finish`
+        commits it. Between the two, the next batch may be started: its processing overlaps
+        this one's durable writes (see :func:`overlapped`)."""
         started = time.perf_counter()
         report = BatchReport(batch)
         quarantine = Quarantine(self.name, batch.id)
@@ -264,13 +333,22 @@ class Pipeline:
         writes = SinkWrites(
             self.name, batch, self.sinks, lambda s: report.streams[s], self._sink_pool
         )
-        self._process(decoded.table, quarantine, report, writes.start)
-        report.quarantine_path = self._write_quarantine(batch, quarantine)
+        try:
+            self._process(decoded.table, quarantine, report, writes.start)
+            report.quarantine_path = self._write_quarantine(batch, quarantine)
+        except BaseException:
+            writes.abandon()  # no write of this batch goes on behind its error
+            raise
         report.quarantined = quarantine.total
-        writes.finish()  # every sink confirmed (or its error raised) before the commit
-        self.source.commit(batch)
-        report.seconds = time.perf_counter() - started
-        self.ledger.complete(batch, report.summary())
+        return Started(batch, report, writes, started)
+
+    def finish(self, started: Started) -> BatchReport:
+        """Wait for ``started``'s sinks, commit the source and mark the batch done."""
+        report = started.report
+        started.writes.finish()  # every sink confirmed (or its error raised) before the commit
+        self.source.commit(started.batch)
+        report.seconds = time.perf_counter() - started.since
+        self.ledger.complete(started.batch, report.summary())
         return report
 
     def _sink_pool(self) -> ThreadPoolExecutor:

@@ -7,13 +7,13 @@ run config, so it shows up in the web UI and can be re-executed from there exact
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from headwater.batch import Batch
-from headwater.pipeline import BatchReport, Pipeline, in_turn
+from headwater.pipeline import BatchReport, Pipeline, in_turn, overlapped
 
 
 @dataclass
@@ -76,6 +76,13 @@ class BatchRunner:
         """Nothing to do: a run is its batch's record in Dagster, kept even if it died."""
         return 0
 
+    def run_each(
+        self, batches: list[Batch], stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[RunOutcome]:
+        """Each batch's outcome in turn, up to the first failure or ``stop()``: a Dagster
+        run is done when it ends, so runs do not overlap."""
+        return one_at_a_time(self.run, self.pipeline, batches, stop)
+
     def run(self, batch: Batch) -> RunOutcome:
         from headwater.sensors.batches import batch_run_config, batch_tags
 
@@ -125,6 +132,20 @@ class EventRunner:
             return RunOutcome(batch, False, "", {}, str(exc))
         self._report(report)
         return RunOutcome(batch, True, "", report.summary())
+
+    def run_each(
+        self, batches: list[Batch], stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[RunOutcome]:
+        """Each batch's outcome in turn, up to the first failure or ``stop()``, each batch
+        processed while the one before it finishes its writes
+        (:func:`~headwater.pipeline.overlapped`); its events are reported once committed."""
+        for batch, done in overlapped(self.pipeline, batches, stop):
+            if isinstance(done, BatchReport):
+                self._report(done)
+                yield RunOutcome(batch, True, "", done.summary())
+            else:
+                self._report_failure(batch, str(done))
+                yield RunOutcome(batch, False, "", {}, str(done))
 
     def report_missing(self, recent: int = 50) -> int:
         """Report the events of the latest window's last ``recent`` done batches that have
@@ -187,6 +208,23 @@ class EventRunner:
             self.instance.report_runless_asset_event(
                 AssetMaterialization(key, partition=batch.window, metadata=metadata, tags=tags)
             )
+
+
+def one_at_a_time(
+    run: Callable[[Batch], RunOutcome],
+    pipeline: Pipeline,
+    batches: list[Batch],
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[RunOutcome]:
+    """``run`` on each batch in turn (the next one read ahead), up to the first failure or
+    ``stop()``."""
+    for batch in in_turn(pipeline, batches):
+        if stop():
+            return
+        outcome = run(batch)
+        yield outcome
+        if not outcome.success:
+            return
 
 
 def run_batches(

@@ -55,6 +55,12 @@ class SinkWrites:
                 future.result()  # its error, in stream order
             self._write(stream, table, rest)
 
+    def abandon(self) -> None:
+        """Wait for the writes under way and drop their outcomes: the batch is not to be
+        committed (it failed, or a batch before it did). Nothing of it is left writing."""
+        wait([f for _, _, f, _ in self._pending if f is not None])
+        self._pending.clear()
+
     def _write(self, stream: str, table: pa.Table, sinks: Sinks) -> None:
         report = self._reports(stream)
         t0 = time.perf_counter()

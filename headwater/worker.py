@@ -26,7 +26,7 @@ from pathlib import Path
 
 from headwater.batch import Batch
 from headwater.errors import HeadwaterError
-from headwater.pipeline import Pipeline, in_turn
+from headwater.pipeline import Pipeline
 from headwater.runner import BatchRunner, EventRunner, RunOutcome, dagster_instance
 
 
@@ -156,26 +156,53 @@ class StreamWorker:
 
     def _run_all(self, batches: list[Batch]) -> None:
         """Run batches in turn, each read and decoded while the one before is worked on (a
-        backlog of files: both cores busy). A stop leaves the rest recorded, so the next
-        start runs them from the same coordinates."""
-        for batch in in_turn(self.pipeline, batches):
-            if self._done():
+        backlog of files: both cores busy); the runner may overlap a batch's processing with
+        the writes of the one before. A failed batch is retried alone, then the rest go on. A
+        stop leaves the rest recorded, so the next start runs them from the same coordinates."""
+        todo = list(batches)
+        while todo and not self._done():
+            failed = None
+            # started batches are finished even on a stop, so none is started past the cap
+            left = self.max_batches - self.stats.batches if self.max_batches else len(todo)
+            outcomes = self.runner.run_each(todo[:left], self.stop.is_set)
+            try:
+                for outcome in outcomes:
+                    todo.pop(0)
+                    self._count(outcome)
+                    if not outcome.success:
+                        failed = outcome.batch
+                        break
+                    if self._done():
+                        return
+            finally:
+                outcomes.close()  # a batch started and not yet committed is abandoned
+            if failed is not None and not self._retry(failed):
                 return
-            self._run(batch)
 
-    def _run(self, batch) -> None:
-        """Run one batch; a failed run is retried from the same offsets, backing off, because
-        running ahead of it would commit offsets past a batch that is not done."""
-        delay = 1.0
-        while True:
-            outcome = self.runner.run(batch)
-            if self.on_batch:
-                self.on_batch(outcome)
-            if outcome.success:
-                self.stats.batches += 1
-                self.stats.records += batch.records
-                return
+    def _run(self, batch: Batch) -> None:
+        outcome = self.runner.run(batch)
+        self._count(outcome)
+        if not outcome.success:
+            self._retry(batch)
+
+    def _count(self, outcome: RunOutcome) -> None:
+        if self.on_batch:
+            self.on_batch(outcome)
+        if outcome.success:
+            self.stats.batches += 1
+            self.stats.records += outcome.batch.records
+        else:
             self.stats.failed += 1
-            if self.stop.wait(delay):  # stopping: the batch stays pending for the next start
-                return
+
+    def _retry(self, batch: Batch) -> bool:
+        """Run a failed batch again from the same offsets, backing off, until it succeeds:
+        running ahead of it would commit offsets past a batch that is not done. False if
+        the worker stops first (the batch stays pending for the next start)."""
+        delay = 1.0
+        while not self.stop.wait(delay):
+            outcome = self.runner.run(batch)
+            self._count(outcome)
+            if outcome.success:
+                return True
             delay = min(delay * 2, self.max_backoff)
+        return False

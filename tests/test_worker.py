@@ -8,7 +8,7 @@ import pytest
 
 from headwater.batch import Batch
 from headwater.errors import HeadwaterError, SourceError
-from headwater.runner import RunOutcome
+from headwater.runner import RunOutcome, one_at_a_time
 from headwater.worker import StreamWorker
 
 
@@ -48,9 +48,16 @@ class ScriptedPipeline:
 
 
 class Runner:
-    def __init__(self):
+    def __init__(self, pipeline, fail_once=()):
+        self.pipeline = pipeline
         self.ran: list[str] = []
+        self.each: list[list[str]] = []  # the batches of each run_each call
+        self.fail_once = set(fail_once)
         self.reconciled = 0
+
+    def run_each(self, batches, stop):
+        self.each.append([b.id for b in batches])
+        return one_at_a_time(self.run, self.pipeline, batches, stop)
 
     def report_missing(self):
         self.reconciled += 1
@@ -58,11 +65,14 @@ class Runner:
 
     def run(self, batch):
         self.ran.append(batch.id)
+        if batch.id in self.fail_once:
+            self.fail_once.discard(batch.id)
+            return RunOutcome(batch, False, "run", {}, "the database is busy")
         return RunOutcome(batch, True, "run", {})
 
 
 def worker(pipeline, **kw) -> tuple[StreamWorker, Runner, list]:
-    runner, errors = Runner(), []
+    runner, errors = Runner(pipeline, kw.pop("fail_once", ())), []
     w = StreamWorker(
         Path("x.yaml"),
         pipeline,
@@ -104,6 +114,22 @@ def test_every_groups_batch_is_run_when_a_cut_is_made():
     w.run()
     assert runner.ran == ["b0", "b1"]
     assert pipeline.expected == ["b1", None]  # each run is told which batch comes next
+
+
+def test_a_failed_batch_is_retried_alone_then_the_rest_go_on_in_order():
+    three = [({"r": k}, 10) for k in range(3)]
+    w, runner, _ = worker(ScriptedPipeline([three]), fail_once={"b1"})
+    stats = w.run()
+    assert runner.ran == ["b0", "b1", "b1", "b2"]
+    assert runner.each == [["b0", "b1", "b2"], ["b2"]]  # b1 retried alone, in between
+    assert (stats.batches, stats.failed, stats.records) == (3, 1, 30)
+
+
+def test_no_batch_is_started_past_max_batches():
+    three = [({"r": k}, 10) for k in range(3)]
+    w, runner, _ = worker(ScriptedPipeline([three]), max_batches=2)
+    stats = w.run()
+    assert runner.each == [["b0", "b1"]] and stats.batches == 2
 
 
 def test_a_partial_batch_waits_for_max_wait_a_full_one_does_not():
