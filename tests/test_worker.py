@@ -1,6 +1,7 @@
 """The stream worker's loop on a scripted pipeline: waits out a broker outage, cuts on time or
 size, stops on request. The real broker and Dagster runs are in tests/kafka/test_stream.py."""
 
+import gc
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -98,6 +99,16 @@ def test_a_broker_outage_is_waited_out_then_batches_resume():
     assert runner.ran == ["b0"] and stats.batches == 1 and stats.records == 3
     assert pipeline.warmed == 1  # its decoder was warmed (helpers started) before the first batch
     assert runner.reconciled == 1  # and a batch left without its events got them first
+
+
+def test_what_start_up_made_is_frozen_out_of_the_collector_s_walks():
+    gc.unfreeze()
+    w, _runner, _ = worker(ScriptedPipeline([]))
+    try:
+        w.run()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
 
 
 def test_a_permanent_error_stops_the_worker():
