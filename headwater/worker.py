@@ -112,8 +112,15 @@ class StreamWorker:
         self.runner.report_missing()  # a batch done just before a kill gets its events
         # What start-up made (Dagster's definitions, the pipeline, the catalogs: some 200,000
         # objects) lives as long as the worker; frozen, the collector no longer walks it at
-        # every full collection, ~0.1 s each with the GIL held, several a minute under load
+        # every full collection, ~0.1 s each with the GIL held, several a minute under load.
+        # Thawed when the worker stops, for whatever the process does next.
         gc.freeze()
+        try:
+            return self._loop()
+        finally:
+            gc.unfreeze()
+
+    def _loop(self) -> WorkerStats:
         self._run_pending()  # a previous worker's unfinished batches go first, as recorded
         waiting_since: float | None = None
         idle_since = time.monotonic()

@@ -101,14 +101,15 @@ def test_a_broker_outage_is_waited_out_then_batches_resume():
     assert runner.reconciled == 1  # and a batch left without its events got them first
 
 
-def test_what_start_up_made_is_frozen_out_of_the_collector_s_walks():
-    gc.unfreeze()
-    w, _runner, _ = worker(ScriptedPipeline([]))
-    try:
-        w.run()
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()  # the rest of the test session collects as usual
+def test_what_start_up_made_is_frozen_out_of_the_collector_s_walks_while_it_runs():
+    pipeline = ScriptedPipeline([])
+    frozen = []
+    peek = pipeline.peek
+    pipeline.peek = lambda: frozen.append(gc.get_freeze_count()) or peek()
+    w, _runner, _ = worker(pipeline)
+    w.run()
+    assert frozen and all(n > 0 for n in frozen)
+    assert gc.get_freeze_count() == 0  # thawed once it stopped
 
 
 def test_a_permanent_error_stops_the_worker():
