@@ -8,8 +8,8 @@ import pytest
 from headwater.errors import SinkError, SourceError
 from headwater.ledger import DONE, PENDING
 from headwater.pipeline import BatchReport, Pipeline, overlapped
-from headwater.spec import load_spec, parse_overrides
-from tests.test_pipeline import run_all, stream_rows
+from headwater.spec import load_spec
+from tests.test_pipeline import beside_a_plain_run, fail_second_decode, stream_rows
 
 STREAMS = ("raw", "solar_system", "extragalactic")
 
@@ -51,11 +51,7 @@ def sink(pipeline: Pipeline, stream: str, name: str):
 
 
 def test_the_next_batch_is_processed_while_this_one_writes(ztf_spec, tmp_path):
-    plain = Pipeline(load_spec(ztf_spec(batch=10)))
-    run_all(plain)
-    elsewhere = parse_overrides([f"lake={tmp_path / 'overlapped'}"])
-    pipeline = Pipeline(load_spec(ztf_spec(batch=10), elsewhere))
-    pipeline.plan()
+    plain, pipeline = beside_a_plain_run(ztf_spec, tmp_path / "overlapped")
     first, second, third = pipeline.pending()
     log = traced(pipeline)
     # the first batch's raw Parquet file is held until the second batch is started: run one
@@ -112,15 +108,7 @@ def test_a_failed_commit_stops_the_run_and_the_batch_after_it_is_not_committed(z
 
 def test_a_batch_that_fails_to_start_still_lets_the_one_before_commit(ztf_spec):
     pipeline, (first, second, third) = backlog(ztf_spec(batch=10))
-    decode, calls = pipeline.decoder.decode, []
-
-    def failing_second(raw):
-        calls.append(raw)
-        if len(calls) == 2:
-            raise SourceError("the broker went away")
-        return decode(raw)
-
-    pipeline.decoder.decode = failing_second
+    fail_second_decode(pipeline)
     outcomes = list(overlapped(pipeline, [first, second, third]))
     assert [(b.id, type(done)) for b, done in outcomes] == [
         (first.id, BatchReport),

@@ -186,12 +186,18 @@ def counting_reads(pipeline: Pipeline) -> list[str]:
     return reads
 
 
-def test_the_expected_next_batch_is_read_ahead_and_gives_the_same_outputs(ztf_spec, tmp_path):
+def beside_a_plain_run(ztf_spec, lake) -> tuple[Pipeline, Pipeline]:
+    """The sample run batch after batch, and the same spec planned (not run) into ``lake``:
+    outputs to compare with, and the pipeline to try another way of running on."""
     plain = Pipeline(load_spec(ztf_spec(batch=10)))
     run_all(plain)
-    elsewhere = parse_overrides([f"lake={tmp_path / 'ahead'}"])
-    pipeline = Pipeline(load_spec(ztf_spec(batch=10), elsewhere))
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10), parse_overrides([f"lake={lake}"])))
     pipeline.plan()
+    return plain, pipeline
+
+
+def test_the_expected_next_batch_is_read_ahead_and_gives_the_same_outputs(ztf_spec, tmp_path):
+    plain, pipeline = beside_a_plain_run(ztf_spec, tmp_path / "ahead")
     batches = pipeline.pending()
     reads = counting_reads(pipeline)
     for k, batch in enumerate(batches):
@@ -206,12 +212,9 @@ def test_the_expected_next_batch_is_read_ahead_and_gives_the_same_outputs(ztf_sp
     assert pipeline._reader is None
 
 
-def test_a_read_ahead_error_is_raised_by_that_batch_s_run(ztf_spec):
-    pipeline = Pipeline(load_spec(ztf_spec(batch=10)))
-    pipeline.plan()
-    first, second, *_ = pipeline.pending()
-    decode = pipeline.decoder.decode
-    calls = []
+def fail_second_decode(pipeline: Pipeline) -> None:
+    """The pipeline's second decode (of any batch) fails, as if the broker went away."""
+    decode, calls = pipeline.decoder.decode, []
 
     def failing_second(raw):
         calls.append(raw)
@@ -220,6 +223,13 @@ def test_a_read_ahead_error_is_raised_by_that_batch_s_run(ztf_spec):
         return decode(raw)
 
     pipeline.decoder.decode = failing_second
+
+
+def test_a_read_ahead_error_is_raised_by_that_batch_s_run(ztf_spec):
+    pipeline = Pipeline(load_spec(ztf_spec(batch=10)))
+    pipeline.plan()
+    first, second, *_ = pipeline.pending()
+    fail_second_decode(pipeline)
     pipeline.expect(second)
     pipeline.run(first)  # fine: the error belongs to the next batch
     with pytest.raises(SourceError, match="broker went away"):
