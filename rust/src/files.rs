@@ -5,11 +5,58 @@
 //! the read itself. Here the loop runs without the GIL, split over threads, into memory from
 //! this library's allocator: a batch's few hundred MB are reused by the next batch instead of
 //! coming back from the kernel as fresh pages to zero (Arrow's pool gave them back).
+//!
+//! A batch's buffer is larger than any allocator keeps for reuse: freed, it went back to the
+//! kernel, and the next batch's read had the kernel zero 350 MB of fresh pages first (perf:
+//! an eighth of the stream worker's CPU, stamps kept). So the last few buffers are kept here
+//! (see [`Pooled`]) and a read takes one that fits.
 
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+/// Buffers kept for reuse: a backlog has two batches' reads alive at once (the batch being
+/// processed and the one read ahead), and each frees its buffer for the next reads.
+const KEPT: usize = 2;
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A read buffer lent to Arrow: when Arrow drops the batch's array, the buffer goes back to
+/// the pool (the oldest kept one is freed if the pool is full).
+pub struct Pooled(pub Vec<u8>);
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
+    }
+}
+
+/// An empty buffer for `total` bytes: a kept one that fits (not more than twice as large,
+/// so a stream of small batches does not pin a backlog's buffers), else a new one with room
+/// for the next batch to be a little larger.
+fn take(total: usize) -> Vec<u8> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let fits = (0..pool.len())
+        .filter(|&i| (total..=total.saturating_mul(2)).contains(&pool[i].capacity()))
+        .min_by_key(|&i| pool[i].capacity());
+    match fits {
+        Some(i) => pool.remove(i),
+        None => Vec::with_capacity(total + total / 8),
+    }
+}
+
+fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 {
+        return;
+    }
+    buffer.clear();
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push(buffer);
+    if pool.len() > KEPT {
+        pool.remove(0);
+    }
+}
 
 /// One thread's share of the files: the first one's index, their names, their offsets into
 /// the whole buffer (one more than names) and their part of it.
@@ -30,7 +77,7 @@ pub fn read_all(
     threads: usize,
 ) -> Result<Vec<u8>, usize> {
     let total = offsets[rels.len()];
-    let mut data: Vec<u8> = Vec::with_capacity(total);
+    let mut data = take(total);
     let out = &mut data.spare_capacity_mut()[..total];
     let per = rels.len().div_ceil(threads.max(1)).max(1);
     let mut parts = Vec::new();
@@ -59,7 +106,10 @@ pub fn read_all(
             .min()
     });
     match failed {
-        Some(i) => Err(i),
+        Some(i) => {
+            give_back(data);
+            Err(i)
+        }
         None => {
             // SAFETY: every byte of 0..total was written by a read that returned it in full
             unsafe { data.set_len(total) };

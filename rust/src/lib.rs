@@ -21,6 +21,8 @@ use arrow_schema::DataType;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use std::ptr::NonNull;
+use std::sync::Arc;
 
 use cursor::Cursor;
 
@@ -143,13 +145,17 @@ fn read_files<'py>(
     }
     match py.detach(|| files::read_all(prefix, &rels, &offsets, threads)) {
         Err(failed) => Ok((None, Some(failed))),
-        Ok(data) => {
+        Ok(mut data) => {
             let ends: Vec<i32> = offsets.iter().map(|&o| o as i32).collect();
-            let array = BinaryArray::new(
-                OffsetBuffer::new(ScalarBuffer::from(ends)),
-                Buffer::from_vec(data),
-                None,
+            let (ptr, len) = (
+                NonNull::new(data.as_mut_ptr()).expect("a Vec's pointer"),
+                total,
             );
+            // SAFETY: the Vec's heap memory does not move when the Vec is moved into its
+            // owner, and it lives (all `len` bytes written) until Arrow drops the owner
+            let values =
+                unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(files::Pooled(data))) };
+            let array = BinaryArray::new(OffsetBuffer::new(ScalarBuffer::from(ends)), values, None);
             Ok((Some(array.to_data().to_pyarrow(py)?), None))
         }
     }

@@ -82,6 +82,30 @@ def test_the_compiled_read_refuses_what_it_cannot_hold(tmp_path):
     assert failed is None and array.to_pylist() == [b"abc", b"abc"]
 
 
+def test_a_read_buffer_is_reused_once_arrow_lets_it_go_and_never_before(tmp_path):
+    """The compiled read lends its buffer to Arrow and keeps it for a later read only once
+    the array is dropped: a batch's read never lands in memory another batch still holds."""
+    names = [f"m{k}" for k in range(8)]
+    for k, name in enumerate(names):
+        (tmp_path / name).write_bytes(bytes([k]) * 2_500_000)  # 20 MB: no other test reads as much
+    sizes = [2_500_000] * len(names)
+
+    def read(rels=names):
+        array, failed = files_mod._native.read_files(f"{tmp_path}/", rels, sizes, 2)
+        assert failed is None
+        return array
+
+    first = read()
+    second = read()  # the first is alive: memory of its own
+    assert second.buffers()[2].address != first.buffers()[2].address
+    address = first.buffers()[2].address
+    del first
+    third = read(names[::-1])  # the first's memory, now holding these files
+    assert third.buffers()[2].address == address
+    assert third.to_pylist() == [(tmp_path / n).read_bytes() for n in names[::-1]]
+    assert second.to_pylist() == [(tmp_path / n).read_bytes() for n in names]
+
+
 def test_a_vanished_file_is_unreadable_in_both_reads(ctx, folder, monkeypatch):
     src = source(ctx, folder)
     [(coords, _)] = src.plan([])
