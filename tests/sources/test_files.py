@@ -1,6 +1,8 @@
 """The files source's read of whole-file messages: straight into Arrow, or file by file."""
 
 import os
+import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -114,3 +116,61 @@ def test_a_vanished_file_is_unreadable_in_both_reads(ctx, folder, monkeypatch):
     assert raw.messages["_source"].to_pylist() == ["a/2.bin", "b.bin"]
     [(rel, _, reason)] = raw.unreadable
     assert rel == "a/1.bin" and "cannot read" in reason
+
+
+def settle(root) -> None:
+    """Date every folder under root a minute back, as if nothing had changed there lately."""
+    past = time.time() - 60
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(d, (past, past))
+
+
+def listed(src, monkeypatch) -> tuple[list[str], int]:
+    """(the files the source lists now, how many times it listed the folder to know)."""
+    globs = []
+    glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, p: globs.append(p) or glob(self, p))
+    try:
+        return src._files(), len(globs)
+    finally:
+        monkeypatch.setattr(Path, "glob", glob)
+
+
+def test_a_settled_folder_is_not_listed_again_until_something_in_it_changes(
+    ctx, folder, monkeypatch
+):
+    src = source(ctx, folder)
+    settle(folder)
+    first = ["a/1.bin", "a/2.bin", "b.bin"]
+    assert listed(src, monkeypatch) == (first, 1)
+    assert listed(src, monkeypatch) == (first, 0)  # nothing changed: the listing stands
+    (folder / "a" / "3.bin").write_bytes(b"new")  # a new file in a subfolder
+    assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin", "a/3.bin", "b.bin"], 1)
+    settle(folder)
+    (folder / "c" / "d").mkdir(parents=True)  # a new subfolder, then a file in it
+    assert listed(src, monkeypatch)[1] == 1
+    settle(folder)
+    assert listed(src, monkeypatch)[1] == 1  # the listing after the change was not kept
+    (folder / "c" / "d" / "4.bin").write_bytes(b"deep")
+    (folder / "b.bin").unlink()
+    assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin", "a/3.bin", "c/d/4.bin"], 1)
+
+
+def test_a_folder_changed_just_now_is_listed_at_every_look(ctx, folder, monkeypatch):
+    """Within a timestamp's resolution a second change can leave a folder's time as it was:
+    a listing made right after a change is not reused."""
+    src = source(ctx, folder)
+    (folder / "a" / "3.bin").write_bytes(b"new")
+    assert listed(src, monkeypatch)[1] == 1
+    assert listed(src, monkeypatch)[1] == 1
+
+
+def test_files_held_back_by_min_age_are_looked_at_again(ctx, folder, monkeypatch):
+    src = FileSource(FilesConfig(path=str(folder), min_age_seconds=30), ctx)
+    old = time.time() - 60
+    for rel in ("a/1.bin", "a/2.bin"):
+        os.utime(folder / rel, (old, old))
+    settle(folder)
+    assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin"], 1)  # b.bin is too young
+    os.utime(folder / "b.bin", (old, old))  # its time passes; no folder changes
+    assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin", "b.bin"], 1)
