@@ -1,7 +1,13 @@
 """The Parquet sink's files: atomic, and columns written plain where the spec says so."""
 
+import errno
+import os
+import threading
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from headwater.batch import Batch
 from headwater.sinks.base import Target
@@ -57,3 +63,64 @@ def test_a_struct_named_plain_covers_its_fields_and_levels_apply_to_the_rest(ctx
 def test_without_plain_every_column_is_compressed(ctx):
     found = columns(write(ctx, ParquetConfig(), alerts()))
     assert {codec for codec, _ in found.values()} == {"ZSTD"}
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    """Every table written around the page cache; the O_DIRECT opens counted."""
+    from headwater.sinks import parquet as sink
+
+    monkeypatch.setattr(sink, "DIRECT_BYTES", 0)
+    opens = []
+    real_open = os.open
+
+    def counted(path, flags, *mode):
+        if flags & os.O_DIRECT:
+            opens.append(path)
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(sink.os, "open", counted)
+    return opens
+
+
+def stamps_table(n: int = 300) -> pa.Table:
+    rng = np.random.default_rng(1)
+    stamps = [rng.bytes(int(k)) for k in rng.integers(1_000, 9_000, n)]
+    return pa.table({"candid": np.arange(n), "stamp": pa.array(stamps, pa.binary())})
+
+
+def test_a_file_written_around_the_page_cache_has_the_usual_bytes(tmp_path, direct):
+    from headwater.sinks.parquet import write_atomically
+
+    table = stamps_table()
+    size = write_atomically(tmp_path / "direct.parquet", table, compression="none")
+    assert len(direct) == 1  # it went the O_DIRECT way
+    usual = pa.BufferOutputStream()
+    pq.write_table(table, usual, compression="none")
+    assert (tmp_path / "direct.parquet").read_bytes() == usual.getvalue().to_pybytes()
+    assert size == usual.getvalue().size and size % 4096  # cut back from whole blocks
+    assert pq.read_table(tmp_path / "direct.parquet").equals(table)
+    assert [p.name for p in tmp_path.iterdir()] == ["direct.parquet"]  # no temporary left
+
+
+def test_without_o_direct_or_room_the_file_is_written_the_usual_way(tmp_path, direct, monkeypatch):
+    from headwater.sinks import parquet as sink
+
+    table = stamps_table()
+    counted = sink.os.open
+
+    def no_direct(path, flags, *mode):  # as tmpfs answers
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return counted(path, flags, *mode)
+
+    monkeypatch.setattr(sink.os, "open", no_direct)
+    sink.write_atomically(tmp_path / "a.parquet", table)
+    assert pq.read_table(tmp_path / "a.parquet").equals(table)
+    monkeypatch.setattr(sink.os, "open", counted)
+    monkeypatch.setattr(sink, "_buffers", threading.local())  # none mapped yet
+    monkeypatch.setattr(sink, "_room", lambda table: 4096)  # the file would not fit
+    sink.write_atomically(tmp_path / "b.parquet", table)
+    assert pq.read_table(tmp_path / "b.parquet").equals(table)
+    assert direct == []  # neither went the O_DIRECT way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
