@@ -102,8 +102,9 @@ def _write_direct(tmp: Path, table: pa.Table, options: dict[str, Any]) -> bool:
     room = _room(table)
     buffer = getattr(_buffers, "map", None)
     if buffer is None or len(buffer) < room:
+        # with room to spare: batches differ in size, and a new map is fresh pages to fault
         _buffers.map = None  # the smaller one is unmapped once unreferenced
-        buffer = _buffers.map = mmap.mmap(-1, room)
+        buffer = _buffers.map = mmap.mmap(-1, (room + room // 2) // _ALIGN * _ALIGN)
     try:
         out = pa.FixedSizeBufferWriter(pa.py_buffer(buffer))
         pq.write_table(table, out, **options)
