@@ -94,6 +94,7 @@ class FileSource(Source):
     def __init__(self, config: FilesConfig, ctx: Any):
         super().__init__(config, ctx)
         self._listing: _Listing | None = None
+        self._idle: tuple[list[str], list[dict[str, Any]]] | None = None
 
     def _files(self) -> list[str]:
         """The folder's files matching the pattern, sorted. A worker asks every poll: the
@@ -139,6 +140,10 @@ class FileSource(Source):
         return max(n - 1, 0) if self.config.format == "csv" else n
 
     def plan(self, previous: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+        previous = list(previous)
+        files = self._files()
+        if self._nothing_new(files, previous):
+            return []
         root = str(self.root)
         covered: dict[str, int] = {}
         for coords in previous:
@@ -147,13 +152,31 @@ class FileSource(Source):
             for rel, _start, end in coords["ranges"]:
                 covered[rel] = max(covered.get(rel, 0), end)
         pending: list[list[Any]] = []
-        for rel in self._files():
+        for rel in files:
             total = self._count(rel)
             start = covered.get(rel, 0)
             if total > start:
                 pending.append([rel, start, total])
         cap = self.config.max_records_per_batch
-        return [({"root": root, "ranges": r}, n) for r, n in cut_ranges(pending, cap)]
+        planned = [({"root": root, "ranges": r}, n) for r, n in cut_ranges(pending, cap)]
+        # one file, one message: nothing new while the listing and the batches stand
+        idle = not planned and self.config.format == "messages"
+        self._idle = (files, previous) if idle else None
+        return planned
+
+    def _nothing_new(self, files: list[str], previous: list[dict[str, Any]]) -> bool:
+        """Whether the last plan found nothing to do, over this very listing (the same list:
+        the folders are unchanged) and these very batches (the ledger hands back the same
+        objects while their entries are unchanged). An idle worker asks 20 times a second;
+        covering 50,000 files' batches again took 17 ms each time."""
+        if self._idle is None:
+            return False
+        last_files, last_previous = self._idle
+        return (
+            files is last_files
+            and len(previous) == len(last_previous)
+            and all(a is b for a, b in zip(previous, last_previous, strict=True))
+        )
 
     def read(self, coordinates: dict[str, Any]) -> RawBatch:
         root = Path(coordinates["root"])

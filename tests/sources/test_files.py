@@ -174,3 +174,35 @@ def test_files_held_back_by_min_age_are_looked_at_again(ctx, folder, monkeypatch
     assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin"], 1)  # b.bin is too young
     os.utime(folder / "b.bin", (old, old))  # its time passes; no folder changes
     assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin", "b.bin"], 1)
+
+
+def test_an_idle_poll_over_the_same_listing_and_batches_is_answered_at_once(
+    ctx, folder, monkeypatch
+):
+    src = source(ctx, folder)
+    settle(folder)
+    previous = [coords for coords, _ in src.plan([])]
+    assert src.plan(previous) == []  # all of it covered
+    counted = []
+    count = src._count
+    monkeypatch.setattr(src, "_count", lambda rel: counted.append(rel) or count(rel))
+    assert src.plan(previous) == [] and counted == []  # nothing looked at again
+    assert src.plan(list(previous)) == [] and counted == []  # the same batches, a new list
+    assert src.plan(previous[:0]) != []  # other batches: planned anew
+    (folder / "c.bin").write_bytes(b"new")
+    [(coords, n)] = src.plan(previous)
+    assert coords["ranges"] == [["c.bin", 0, 1]] and n == 1
+
+
+def test_a_line_appended_in_a_settled_folder_is_still_planned(ctx, tmp_path):
+    root = tmp_path / "lines"
+    root.mkdir()
+    (root / "m.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+    settle(root)
+    src = FileSource(FilesConfig(path=str(root), format="lines"), ctx)
+    previous = [coords for coords, _ in src.plan([])]
+    assert src.plan(previous) == []
+    with open(root / "m.jsonl", "a") as fh:  # the folder's time does not change
+        fh.write('{"a": 3}\n')
+    [(coords, n)] = src.plan(previous)
+    assert coords["ranges"] == [["m.jsonl", 2, 3]] and n == 1
