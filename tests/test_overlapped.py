@@ -179,7 +179,31 @@ def test_the_event_runner_stops_at_a_failed_batch_and_reports_each_once(
     assert len(stream_rows(pipeline, "raw")) == 30
     key = AssetKey(["ztf", "raw"])
     records = runner.instance.fetch_materializations(key, limit=10).records
+    records = sorted(records, key=lambda r: r.storage_id)
     ids = [r.asset_materialization.metadata["batch_id"].value for r in records]
+    if fail_at == 0:  # reported behind the next batch's work, yet each once and in order
+        assert ids == [b.id for b in batches]
     assert sorted(ids) == sorted(b.id for b in batches)  # each once
     [seen] = runner.instance.fetch_observations(key, limit=5).records
     assert seen.asset_observation.metadata["batch_id"].value == batches[fail_at].id
+
+
+def test_events_that_cannot_be_reported_stop_the_runner_with_their_error(ztf_spec, tmp_path):
+    from headwater.runner import EventRunner, dagster_instance
+
+    pipeline, batches = backlog(ztf_spec(batch=10))
+    runner = EventRunner(pipeline, dagster_instance(tmp_path, capture_logs=False))
+    report, reports = runner.instance.report_runless_asset_event, []
+    per_batch = len(pipeline.spec.streams) + 1  # every stream's asset, and the quarantine's
+
+    def refusing(event):
+        reports.append(event)
+        if len(reports) > per_batch:  # from the second batch's first event on
+            raise RuntimeError("the event log is locked")
+        return report(event)
+
+    runner.instance.report_runless_asset_event = refusing
+    with pytest.raises(RuntimeError, match="event log is locked"):
+        list(runner.run_each(batches))
+    pipeline.close()
+    assert statuses(pipeline, batches)[:2] == [DONE, DONE]  # committed; report_missing mends
