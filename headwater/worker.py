@@ -193,12 +193,6 @@ class StreamWorker:
             if failed is not None and not self._retry(failed):
                 return
 
-    def _run(self, batch: Batch) -> None:
-        outcome = self.runner.run(batch)
-        self._count(outcome)
-        if not outcome.success:
-            self._retry(batch)
-
     def _count(self, outcome: RunOutcome) -> None:
         if self.on_batch:
             self.on_batch(outcome)

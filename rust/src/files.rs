@@ -2,14 +2,12 @@
 //!
 //! In Python, a loop of open/read/close on a background thread gives the GIL up and takes it
 //! back at every system call; with the pipeline busy on the main thread, that cost four times
-//! the read itself. Here the loop runs without the GIL, split over threads, into memory from
-//! this library's allocator: a batch's few hundred MB are reused by the next batch instead of
-//! coming back from the kernel as fresh pages to zero (Arrow's pool gave them back).
+//! the read itself. Here the loop runs without the GIL, split over threads.
 //!
-//! A batch's buffer is larger than any allocator keeps for reuse: freed, it went back to the
-//! kernel, and the next batch's read had the kernel zero 350 MB of fresh pages first (perf:
-//! an eighth of the stream worker's CPU, stamps kept). So the last few buffers are kept here
-//! (see [`Pooled`]) and a read takes one that fits.
+//! A batch's buffer (a few hundred MB) is larger than any allocator keeps for reuse: freed,
+//! it went back to the kernel, and the next batch's read had the kernel zero 350 MB of fresh
+//! pages first (perf: an eighth of the stream worker's CPU, stamps kept). So the last few
+//! buffers are kept here (see [`Pooled`]) and a read takes one that fits, without zeroing.
 
 use std::fs::File;
 use std::mem::MaybeUninit;
