@@ -75,3 +75,25 @@ def test_csv_without_header_takes_configured_columns(ctx):
 def test_unknown_column_type_is_a_config_error():
     with pytest.raises(ValueError, match="column 'cpu' has unknown type 'dbl'"):
         CsvConfig(types={"cpu": "dbl"})
+
+
+def test_csv_a_value_of_the_wrong_type_is_refused_and_its_neighbours_kept(ctx):
+    d = CsvDecoder(CsvConfig(types={"cpu": "double"}), ctx)
+    decoded = d.decode(raw([b"1,m1,0.5", b"2,m2,abc", b"3,m3,1.0"], headers={"f": b"t,m,cpu\n"}))
+    assert decoded.table["t"].to_pylist() == [1, 3]
+    assert decoded.rejects["_offset"].to_pylist() == [1]
+    assert "abc" in decoded.rejects["error"][0].as_py()
+
+
+def test_csv_a_clean_batch_parses_as_the_row_by_row_reader_does(ctx):
+    """Clean batches take Arrow's threaded reader; rows with faults the serial one, which
+    numbers them. Both must give the same table, inferred types included."""
+    d = CsvDecoder(CsvConfig(types={"cpu": "double"}), ctx)
+    lines = [b"1,m1,0.5,true,2026-11-24", b"2,,1,false,2026-11-25", b"3,m3,NA,,"]
+    header = b"t,m,cpu,ok,day\n"
+    fast, kept = d._read_clean([0, 1, 2], lines, header)
+    slow, _ = d._read([0, 1, 2], lines, header, [])
+    assert kept == [0, 1, 2]
+    assert fast.equals(slow)
+    assert fast.schema.field("day").type == pa.date32()
+    assert fast["m"].to_pylist() == ["m1", "", "m3"]
