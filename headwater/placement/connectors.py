@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,15 +49,66 @@ def normalise(move: dict[str, Any]) -> dict[str, Any]:
     return {k: (int(move[k]) if k == "time" else str(move[k])) for k in MOVE_KEYS}
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What a moves log held when it was last read: the file, the bytes and lines of it
+    parsed (whole lines only), and the moves on them."""
+
+    identity: tuple[int, int]
+    size: int
+    lines: int
+    moves: list[dict[str, Any]]
+
+
 class FileConnector:
+    """A moves log: read back incrementally, appended to for a new decision tick.
+
+    Every batch reads the log back and the sink writes its moves: re-reading and rewriting
+    the whole log each time made a long loop's cost grow with its history. What was parsed
+    is kept with the file's identity; a log that grew in place is read on from where it was
+    left, anything else (a rewrite replaces the file) from its start. Other writers should
+    append whole lines or replace the file.
+    """
+
     def __init__(self, path: Path):
         self.path = path
+        self._last: _Read | None = None
 
     def applied(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
+        return self._read()[0]
+
+    def _read(self) -> tuple[list[dict[str, Any]], bool]:
+        """The moves logged, and whether the log can be appended to: it ends with a whole
+        line. A log cut short by a crash during an append ends with part of a line; that
+        part was never applied (its batch did not commit), is ignored here and is dropped
+        by the next write."""
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                last = self._last
+                identity = (st.st_dev, st.st_ino)
+                if last is None or last.identity != identity or st.st_size < last.size:
+                    last = _Read(identity, 0, 0, [])
+                f.seek(last.size)
+                data = f.read()
+        except FileNotFoundError:
+            self._last = None
+            return [], True
+        whole = data.rfind(b"\n") + 1
+        lines = data[:whole].decode().split("\n")[:-1]
+        moves = last.moves + self._parse(lines, last.lines)
+        self._last = _Read(last.identity, last.size + whole, last.lines + len(lines), moves)
+        tail = data[whole:].decode(errors="replace")
+        if not tail.strip():
+            return moves, not tail
+        try:
+            return [*moves, normalise(json.loads(tail))], False  # a last line with no newline
+        except (ValueError, KeyError, TypeError):
+            return moves, False
+
+    def _parse(self, lines: list[str], before: int) -> list[dict[str, Any]]:
         out = []
-        for n, line in enumerate(self.path.read_text().splitlines(), 1):
+        for n, line in enumerate(lines, before + 1):
             if not line.strip():
                 continue
             try:
@@ -69,23 +121,46 @@ class FileConnector:
         return out
 
     def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
-        logged = self.applied()
+        logged, appendable = self._read()
         mine = [normalise(m) for m in moves]
         if [m for m in logged if m["time"] == tick] == mine:
             return "unchanged"
-        kept = [m for m in logged if m["time"] != tick] + mine
+        try:
+            if appendable and all(m["time"] < tick for m in logged):
+                self._append(mine)  # the usual case: the next window's decision
+            else:  # a rerun replaces its tick's moves; a partial last line is dropped
+                self._rewrite([m for m in logged if m["time"] != tick] + mine)
+        except OSError as exc:
+            raise SinkError(f"moves log {self.path}: cannot write ({exc})", transient=True) from exc
+        return "applied"
+
+    @staticmethod
+    def _lines(moves: list[dict[str, Any]]) -> bytes:
+        return "".join(json.dumps({**m, "time": str(m["time"])}) + "\n" for m in moves).encode()
+
+    def _append(self, moves: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = memoryview(self._lines(moves))
+        try:
+            while data:  # a crash part-way leaves part of a line, which _read ignores
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rewrite(self, moves: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".moves-")
         try:
-            with os.fdopen(fd, "w") as f:
-                f.writelines(json.dumps({**m, "time": str(m["time"])}) + "\n" for m in kept)
+            with os.fdopen(fd, "wb") as f:
+                f.write(self._lines(moves))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except OSError:
             Path(tmp).unlink(missing_ok=True)
-            raise SinkError(f"moves log {self.path}: cannot write ({exc})", transient=True) from exc
-        return "applied"
+            raise
 
 
 class KafkaConnector:

@@ -1,0 +1,93 @@
+"""The file connector's moves log: appended for a new decision tick, rewritten for a rerun,
+read back incrementally, and safe against a partial last line left by a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from headwater.errors import HeadwaterError
+from headwater.placement.connectors import FileConnector
+
+
+def move(container: str, new: str, time: int, old: str = "h0") -> dict:
+    return {"container_name": container, "old_host": old, "new_host": new, "time": time}
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_each_new_decision_tick_is_appended_in_place(tmp_path):
+    log = FileConnector(tmp_path / "moves.jsonl")
+    assert log.apply([move("a", "h1", 3)], 3) == "applied"
+    inode = os.stat(log.path).st_ino
+    assert log.apply([move("b", "h2", 7), move("c", "h1", 7)], 7) == "applied"
+    assert os.stat(log.path).st_ino == inode  # appended, not rewritten
+    assert [(m["container_name"], m["time"]) for m in log.applied()] == [
+        ("a", 3),
+        ("b", 7),
+        ("c", 7),
+    ]
+    assert lines(log.path)[0] == {**move("a", "h1", 3), "time": "3"}  # HOTS's format
+
+
+def test_a_rerun_replaces_its_ticks_moves_and_keeps_the_others(tmp_path):
+    log = FileConnector(tmp_path / "moves.jsonl")
+    log.apply([move("a", "h1", 3)], 3)
+    log.apply([move("b", "h2", 7)], 7)
+    assert log.apply([move("a", "h1", 3)], 3) == "unchanged"
+    assert log.apply([move("z", "h2", 3)], 3) == "applied"
+    assert sorted((m["container_name"], m["time"]) for m in log.applied()) == [
+        ("b", 7),
+        ("z", 3),
+    ]
+    assert log.apply([], 7) == "applied"  # the rerun decided nothing: its move goes
+    assert [m["container_name"] for m in lines(log.path)] == ["z"]
+
+
+def test_what_another_writer_appends_or_replaces_is_read_back(tmp_path):
+    path = tmp_path / "moves.jsonl"
+    log, reader = FileConnector(path), FileConnector(path)
+    log.apply([move("a", "h1", 3)], 3)
+    assert [m["container_name"] for m in reader.applied()] == ["a"]
+    log.apply([move("b", "h1", 7)], 7)  # appended: the reader reads on
+    assert [m["container_name"] for m in reader.applied()] == ["a", "b"]
+    path.write_text(json.dumps(move("x", "h3", 1)) + "\n")  # shorter: read from the start
+    assert [m["container_name"] for m in reader.applied()] == ["x"]
+    tmp = tmp_path / "other.jsonl"
+    tmp.write_text(json.dumps(move("y", "h3", 1)) + "\n" + json.dumps(move("w", "h3", 2)) + "\n")
+    os.replace(tmp, path)  # another file, even a longer one: from the start
+    assert [m["container_name"] for m in reader.applied()] == ["y", "w"]
+
+
+def test_a_partial_last_line_from_a_crash_is_ignored_then_dropped(tmp_path):
+    path = tmp_path / "moves.jsonl"
+    log = FileConnector(path)
+    log.apply([move("a", "h1", 3)], 3)
+    with open(path, "a") as f:
+        f.write('{"container_name": "b", "old_h')  # an append cut short
+    assert [m["container_name"] for m in log.applied()] == ["a"]
+    assert log.apply([move("c", "h2", 7)], 7) == "applied"
+    assert [m["container_name"] for m in lines(path)] == ["a", "c"]
+
+
+def test_a_last_line_without_its_newline_counts_and_is_not_run_on(tmp_path):
+    path = tmp_path / "moves.jsonl"
+    path.write_text(json.dumps(move("a", "h1", 3)))  # a log written by hand
+    log = FileConnector(path)
+    assert [m["container_name"] for m in log.applied()] == ["a"]
+    log.apply([move("b", "h2", 7)], 7)
+    assert [m["container_name"] for m in lines(path)] == ["a", "b"]
+
+
+def test_a_bad_line_is_named_by_its_number_also_when_read_on(tmp_path):
+    path = tmp_path / "moves.jsonl"
+    log = FileConnector(path)
+    log.apply([move("a", "h1", 3), move("b", "h1", 3)], 3)
+    with open(path, "a") as f:
+        f.write("not json\n")
+    with pytest.raises(HeadwaterError, match=r"moves\.jsonl:3: not a move"):
+        log.applied()
