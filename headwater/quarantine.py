@@ -64,6 +64,8 @@ class Refused:
 
 def rows_refused(table: pa.Table, rows, errors: list[str]) -> pa.Table:
     """Rejects for ``rows`` of a processor's input, traced by their lineage columns."""
+    if not len(rows):
+        return REJECT_SCHEMA.empty_table()
     taken = table.take(pa.array(rows, pa.int64()))
     lineage = [
         taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)

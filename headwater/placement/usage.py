@@ -10,6 +10,8 @@ modelled).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,11 @@ class Hosts:
     @property
     def index(self) -> dict[str, int]:
         return {h: i for i, h in enumerate(self.names)}
+
+    @functools.cached_property
+    def known(self) -> pa.Array:
+        """The names as an Arrow array, for :func:`member`."""
+        return pa.array(self.names, pa.string())
 
 
 def load_hosts(path: Path, columns: UsageColumns) -> Hosts:
@@ -80,35 +87,44 @@ def refusals(table: pa.Table, hosts: Hosts, columns: UsageColumns, after: int | 
     n = table.num_rows
     reasons = np.full(n, "", dtype=object)
 
-    def flag(mask: np.ndarray, why: np.ndarray | str) -> None:
-        hit = mask & (reasons == "")
-        reasons[hit] = why if isinstance(why, str) else why[hit]
+    def flag(mask: np.ndarray, why: str | Callable[[np.ndarray], list[str]]) -> None:
+        """Give rows in ``mask`` not refused yet the reason ``why`` (or ``why(rows)``: one
+        message per row, made for the refused rows only)."""
+        hit = np.flatnonzero(mask & (reasons == ""))
+        if len(hit):
+            reasons[hit] = why if isinstance(why, str) else why(hit)
 
     for name in (columns.tick, columns.container, columns.host, *columns.metrics):
         if name not in table.column_names:
             flag(np.ones(n, dtype=bool), f"usage: no column {name!r}")
             return reasons
-        flag(_null(table[name]), f"usage: {name} is missing")
+        if table[name].null_count:
+            flag(_null(table[name]), f"usage: {name} is missing")
     for name in columns.metrics:
         values = _floats(table[name])
         flag(~np.isfinite(values), f"usage: {name} is not a number")
-        flag(values < 0, np.char.add(f"usage: {name} is negative: ", values.astype(str)))
+        flag(values < 0, functools.partial(_negative, name, values))
     host = pc.cast(table[columns.host], pa.string())
-    names = host.to_numpy(zero_copy_only=False).astype(str)
+
+    def names(rows: np.ndarray) -> list[str]:
+        return [str(h) for h in host.take(pa.array(rows)).to_pylist()]
+
     if hosts.without_capacity:
         nocap = member(host, list(hosts.without_capacity))
-        hit = np.flatnonzero(nocap & (reasons == ""))  # refused rows only: messages per row
-        reasons[hit] = [hosts.without_capacity[h] for h in names[hit]]
-    known = member(host, hosts.names)
-    flag(~known, np.char.add("usage: unknown host ", names).astype(object))
+        flag(nocap, lambda rows: [hosts.without_capacity[h] for h in names(rows)])
+    flag(~member(host, hosts.known), lambda rows: [f"usage: unknown host {h}" for h in names(rows)])
     flag_ticks(table, columns, after, flag)
     return reasons
+
+
+def _negative(name: str, values: np.ndarray, rows: np.ndarray) -> list[str]:
+    return [f"usage: {name} is negative: {values[r]}" for r in rows]
 
 
 def flag_ticks(table: pa.Table, columns: UsageColumns, after: int | None, flag) -> None:
     ticks = _floats(table[columns.tick])
     flag(~np.isfinite(ticks) | (ticks != np.round(ticks)), "usage: tick is not an integer")
-    safe = np.nan_to_num(ticks, nan=-np.inf)
+    safe = np.where(np.isnan(ticks), -np.inf, ticks)
     if after is not None:
         flag(safe < after, f"usage: tick before {after}, a window already modelled (late row)")
     order = np.argsort(_offsets(table), kind="stable")  # rows in the order they arrived
@@ -118,13 +134,17 @@ def flag_ticks(table: pa.Table, columns: UsageColumns, after: int | None, flag) 
     flag(late, "usage: tick out of order (earlier than a row before it)")
 
 
-def member(values: pa.Array | pa.ChunkedArray | np.ndarray, known: list[str]) -> np.ndarray:
+def member(
+    values: pa.Array | pa.ChunkedArray | np.ndarray, known: list[str] | pa.Array
+) -> np.ndarray:
     """Whether each value is one of ``known`` (Arrow's hash lookup: numpy's isin sorts
     object arrays, seconds at 10^5 rows)."""
     array = values
     if not isinstance(values, pa.ChunkedArray | pa.Array):
         array = pa.array(values, pa.string())
-    found = pc.is_in(pc.cast(array, pa.string()), pa.array(known, pa.string()))
+    if not isinstance(known, pa.Array):
+        known = pa.array(known, pa.string())
+    found = pc.is_in(pc.cast(array, pa.string()), known)
     return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 

@@ -1,8 +1,12 @@
 """The collector's placement resolution and its state store, without a pipeline."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from headwater.placement.collectors import Changes, State, StateStore, resolve
+from headwater.processors.cluster_model import _from_tick
 
 
 def rows(containers, ticks, hosts):
@@ -43,3 +47,49 @@ def test_the_store_keeps_the_newest_states_and_finds_the_one_before_a_window(tmp
     assert fresh.latest(15).placement == {"c": "h12"}
     assert fresh.latest(16).end == 16
     assert fresh.latest(11) is None
+
+
+def test_a_state_kept_with_its_history_is_one_file_read_back_by_another_process(tmp_path):
+    store = StateStore(tmp_path / "s", keep=2)
+    tables = {end: pa.table({"tick": [end - 1], "cpu": [float(end)]}) for end in (4, 8, 12)}
+    for end, table in tables.items():
+        store.save(State(end, 1, {"c": f"h{end}"}), table)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        f"state-{8:020d}.arrow",
+        f"state-{12:020d}.arrow",
+    ]
+    fresh = StateStore(tmp_path / "s")
+    assert fresh.latest(11) == State(8, 1, {"c": "h8"})
+    assert fresh.history(12).equals(tables[12])
+    assert fresh.history(4) is None  # pruned: two kept
+    fresh.save(State(12, 0, {"c": "h0"}))  # a rerun without history: the JSON replaces it
+    assert StateStore(tmp_path / "s").latest(12) == State(12, 0, {"c": "h0"})
+    assert not (tmp_path / "s" / f"state-{12:020d}.arrow").exists()
+
+
+def test_states_and_history_kept_by_an_earlier_version_are_still_read(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    table = pa.table({"tick": [3], "cpu": [1.5]})
+    (folder / f"state-{4:020d}.json").write_text('{"end": 4, "since_rebuild": 0, "placement": {}}')
+    pq.write_table(table, folder / f"usage-{4:020d}.parquet")
+    store = StateStore(folder, keep=1)
+    assert store.latest(5) == State(4, 0, {})
+    assert store.history(4).equals(table)
+    store.save(State(8, 0, {}), table)  # the newer window's file is the one kept
+    assert sorted(p.name for p in folder.iterdir()) == [f"state-{8:020d}.arrow"]
+
+
+@pytest.mark.parametrize(
+    "ticks",
+    [
+        [1, 2, 2, 3, 4, None, None],  # a model's order: by tick, idle hosts last
+        [3, 1, 4, None, 2, 2, None],  # any other order
+        [None, None],
+        [],
+    ],
+)
+def test_rows_from_a_tick_on_are_those_a_filter_keeps(ticks):
+    table = pa.table({"tick": pa.array(ticks, pa.int64()), "row": list(range(len(ticks)))})
+    expected = [r for r, t in enumerate(ticks) if t is not None and t >= 2]
+    assert _from_tick(table, 2)["row"].to_pylist() == expected
