@@ -3,9 +3,11 @@ is read from where its last batch ended, and each batch reads back exactly its r
 
 from __future__ import annotations
 
+import random
 import shutil
 
 from headwater.pipeline import Pipeline
+from headwater.sources.usage import joined_lines, split_lines
 from headwater.spec.load import load_spec
 from tests.placement.test_pipeline import THESIS, project
 
@@ -81,3 +83,29 @@ def test_a_batch_recorded_by_lines_only_still_reads_and_a_shrunk_file_says_so(tm
     [(_name, offset, error)] = raw.unreadable
     assert raw.messages.num_rows == 0 and offset == 80
     assert "shrank or was rewritten" in error
+
+
+def _lines_one_by_one(data: bytes) -> tuple[list[bytes], list[list[int]]]:
+    """What split_lines must give, line by line: non-blank lines without their trailing
+    CRs, each with its byte range, newline included."""
+    records, spans, at = [], [], 0
+    for line in data.split(b"\n"):
+        end = min(at + len(line) + 1, len(data))
+        if line.strip(b"\r"):
+            records.append(line.rstrip(b"\r"))
+            spans.append([at, end])
+        at = end
+    return records, spans
+
+
+def test_lines_are_split_over_the_bytes_as_they_would_be_one_by_one():
+    rng = random.Random(5)
+    cases = [b"", b"\n", b"a,b", b"a\r\n\r\n\nb\r\r\n\rc\n  \n", b"\r\r\n", b"x\ny\r"]
+    cases += [bytes(rng.choice(b"ab,\r\n ") for _ in range(rng.randint(0, 40))) for _ in range(500)]
+    for data in cases:
+        records, spans = split_lines(data)
+        expected, expected_spans = _lines_one_by_one(data)
+        assert records.to_pylist() == expected, data
+        assert spans.tolist() == expected_spans, data
+        joined = joined_lines(records)
+        assert joined == (b"\n".join(expected) + b"\n" if expected else b""), data
