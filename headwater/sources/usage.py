@@ -194,8 +194,18 @@ def split_lines(data: bytes) -> tuple[pa.Array, np.ndarray]:
 
 
 def joined_lines(records: pa.Array) -> bytes:
-    """The records one per line, as a CSV reader takes them."""
-    if not len(records):
+    """The records one per line, as a CSV reader takes them (Arrow's binary_join over a
+    list of them took a tenth of a placement loop)."""
+    n = len(records)
+    if not n:
         return b""
-    lists = pa.ListArray.from_arrays(pa.array([0, len(records)], pa.int32()), records)
-    return pc.binary_join(lists, b"\n")[0].as_py() + b"\n"
+    _, offsets, data = records.buffers()
+    bounds = np.frombuffer(offsets, np.int32, n + 1, records.offset * 4).astype(np.int64)
+    body = np.frombuffer(data, np.uint8, bounds[-1] - bounds[0], bounds[0])
+    out = np.empty(len(body) + n, np.uint8)
+    newline = bounds[1:] - bounds[0] + np.arange(n)  # after each record, ahead by the ones before
+    line = np.ones(len(out), bool)
+    line[newline] = False
+    out[newline] = 10
+    out[line] = body
+    return out.tobytes()
