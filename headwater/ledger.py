@@ -9,12 +9,12 @@ it, so re-materializing a window replays them; one file per batch keeps concurre
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from headwater.atomic import replace_file
 from headwater.batch import Batch
 from headwater.errors import HeadwaterError
 
@@ -30,12 +30,9 @@ class Entry:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # compact: json's C encoder (an indent means its pure-Python one, slow on the ranges of
     # a batch of thousands of files); `jq .` shows an entry indented
-    tmp.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
 
 
 class Ledger:

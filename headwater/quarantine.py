@@ -18,6 +18,10 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 
+#: No rejects (tables are immutable: one serves every batch that refuses nothing, which
+#: is most; building one each time cost tens of microseconds).
+NO_REJECTS = REJECT_SCHEMA.empty_table()
+
 #: The ``_quarantine`` dataset, one file per batch.
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -37,6 +41,8 @@ def rejects(
     sources: list[str], offsets: list[int], errors: list[str], raws: list[bytes | None]
 ) -> pa.Table:
     """A reject table from parallel lists."""
+    if len(sources) == 0:
+        return NO_REJECTS
     return pa.table(
         [
             pa.array(sources, pa.string()),
@@ -65,7 +71,7 @@ class Refused:
 def rows_refused(table: pa.Table, rows, errors: list[str]) -> pa.Table:
     """Rejects for ``rows`` of a processor's input, traced by their lineage columns."""
     if not len(rows):
-        return REJECT_SCHEMA.empty_table()
+        return NO_REJECTS
     taken = table.take(pa.array(rows, pa.int64()))
     lineage = [
         taken[k].to_pylist() if k in taken.column_names else [None] * len(rows)
@@ -75,7 +81,7 @@ def rows_refused(table: pa.Table, rows, errors: list[str]) -> pa.Table:
 
 
 def no_rejects() -> pa.Table:
-    return REJECT_SCHEMA.empty_table()
+    return NO_REJECTS
 
 
 class Quarantine:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from headwater.atomic import replace_file
 from headwater.component import Component
 from headwater.config import ComponentConfig
 
@@ -243,36 +244,18 @@ class StateStore:
         6."""
         text = json.dumps(state.__dict__, sort_keys=True)
         if history is None:
-            self._write(f"state-{state.end:020d}.json", text.encode())
+            replace_file(self.folder / f"state-{state.end:020d}.json", text.encode())
         else:
             table = history.replace_schema_metadata({STATE_KEY: text.encode()})
             sink = pa.BufferOutputStream()
             with pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
-            self._write(f"state-{state.end:020d}.arrow", sink.getvalue())
+            replace_file(self.folder / f"state-{state.end:020d}.arrow", sink.getvalue())
             self._history = {state.end: history}
         other = "json" if history is not None else "arrow"  # a rerun kept it the other way
         (self.folder / f"state-{state.end:020d}.{other}").unlink(missing_ok=True)
         self._states = {state.end: state}
         self._prune()
-
-    def _write(self, name: str, data: bytes | pa.Buffer) -> None:
-        """Write ``data`` whole, in one call, then rename it into place (a file written
-        through Python's buffered writer in pieces cost half as much again)."""
-        tmp = self.folder / f".{name}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(tmp, flags, 0o644)
-        except FileNotFoundError:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, flags, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.folder / name)
 
     def _prune(self) -> None:
         files = self._files()

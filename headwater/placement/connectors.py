@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from headwater.atomic import replace_file
 from headwater.config import ComponentConfig
 from headwater.errors import HeadwaterError, SinkError
 
@@ -150,17 +150,7 @@ class FileConnector:
             os.close(fd)
 
     def _rewrite(self, moves: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".moves-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._lines(moves))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.path, self._lines(moves), fsync=True)
 
 
 class KafkaConnector:
