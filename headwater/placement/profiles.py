@@ -39,10 +39,13 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> np.nda
         if _ and np.array_equal(new, labels):
             break
         labels = new
-        for j in range(k):
-            members = labels == j
-            if members.any():
-                c[j] = x[members].mean(axis=0)
+        # every centre at once (a loop over the clusters was most of a small window's
+        # clustering); a cluster left empty keeps its centre
+        sums = np.zeros_like(c)
+        np.add.at(sums, labels, x)
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        c[filled] = sums[filled] / counts[filled, None]
     return labels
 
 

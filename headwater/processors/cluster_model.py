@@ -79,7 +79,7 @@ class ClusterModel(Processor):
         top = pc.max(ticks).as_py() if ticks is not None else None
         previous = self.states.latest(int(top)) if top is not None else None
         reasons = refusals(usage, hosts, cols, previous.end if previous else None)
-        good = usage.filter(pa.array(reasons == ""))
+        good = _select(usage, reasons == "")
         collected = self.collector.collect(
             _rows(good, cols),
             _events(events.filter(pa.array(event_reasons == "")), cols, column),
@@ -87,16 +87,12 @@ class ClusterModel(Processor):
             self.connector.applied(),
         )
         bad_host = ~member(collected.row_host, hosts.known)
-        late = np.where(
-            collected.row_host == STOPPED,
-            "usage: the container was stopped before this tick",
-            np.char.add("usage: moved to unknown host ", collected.row_host.astype(str)),
-        )
+        late = _late(collected.row_host, bad_host)
         refused = _refused(usage, reasons)
         refused_events = _refused(events, event_reasons)
         keep = ~bad_host
-        out = _model(good.filter(pa.array(keep)), collected, hosts, cols, collected.row_host[keep])
-        moved_off = _refused(good, np.where(bad_host, late, "").astype(object))
+        out = _model(_select(good, keep), collected, hosts, cols, collected.row_host[keep])
+        moved_off = _refused(good, late)
         window_ticks = len(np.unique(out["tick"].drop_null().to_numpy()))
         out, kept = self._with_history(out, previous, collected)
         if good.num_rows:  # else the window modelled nothing: the last state stays
@@ -205,6 +201,8 @@ def _events(table: pa.Table, cols: UsageColumns, column: str) -> dict[str, np.nd
 
 def _event_refusals(table: pa.Table, cols: UsageColumns) -> np.ndarray:
     reasons = np.full(table.num_rows, "", dtype=object)
+    if not table.num_rows:
+        return reasons
     for name in (cols.tick, cols.container):
         missing = (
             table[name].is_null().to_numpy(zero_copy_only=False)
@@ -212,6 +210,26 @@ def _event_refusals(table: pa.Table, cols: UsageColumns) -> np.ndarray:
             else np.ones(table.num_rows, bool)
         )
         reasons[missing & (reasons == "")] = f"event: {name} is missing"
+    return reasons
+
+
+def _select(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows of ``table`` where ``keep``; the table itself when that is every row (the
+    usual case: a filter copies every column)."""
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+def _late(row_host: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Why each row in ``bad`` is refused ('' elsewhere): its container had stopped, or was
+    moved to a host the cluster does not have."""
+    reasons = np.full(len(row_host), "", dtype=object)
+    rows = np.flatnonzero(bad)
+    reasons[rows] = [
+        "usage: the container was stopped before this tick"
+        if host == STOPPED
+        else f"usage: moved to unknown host {host}"
+        for host in row_host[rows]
+    ]
     return reasons
 
 
@@ -224,9 +242,9 @@ def _model(
     rows: pa.Table, collected: Collected, hosts: Hosts, cols: UsageColumns, host: np.ndarray
 ) -> pa.Table:
     """The model table: usage rows with their effective host, then one row per idle host."""
-    h = host_index(hosts.names, host)
+    h = hosts.positions(host)
     idle = sorted(set(hosts.names) - set(collected.placement.values()))
-    idle_i = host_index(hosts.names, np.array(idle, dtype=object))
+    idle_i = hosts.positions(np.array(idle, dtype=object))
     k = len(idle)
     running = member(rows[cols.container], list(collected.placement))
     columns: dict[str, pa.Array] = {
@@ -246,13 +264,6 @@ def _model(
         if lineage in rows.column_names:
             columns[lineage] = pa.concat_arrays([_array(rows, lineage, typ), pa.nulls(k, typ)])
     return pa.table(columns)
-
-
-def host_index(names: list[str], values: np.ndarray) -> np.ndarray:
-    """Positions of ``values`` (all known) in ``names``, by one sorted search."""
-    known = np.array(names, dtype=str)
-    order = np.argsort(known)
-    return order[np.searchsorted(known[order], values.astype(str))].astype(np.int64)
 
 
 def _array(table: pa.Table, name: str, typ: pa.DataType) -> pa.Array:
