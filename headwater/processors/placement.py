@@ -126,23 +126,23 @@ def model_from_table(table: pa.Table, metrics: list[str]) -> ClusterModel:
         )
     # numpy over whole columns, then a row selection: filtering the table copied every
     # column, a third of a small window's decision time
-    host_ids = table["host_id"].to_numpy(zero_copy_only=False).astype(str)
-    hosts, first = np.unique(host_ids, return_index=True)
+    hosts, host_code = _codes(table["host_id"])
+    first = np.full(len(hosts), len(host_code))
+    np.minimum.at(first, host_code, np.arange(len(host_code)))  # each host's first row
     capacity = np.column_stack([table[c].to_numpy(zero_copy_only=False)[first] for c in caps])
     tick_all, valid = _ticks(table)
     running = table["running"].fill_null(False).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(valid & running)
     tick = tick_all[rows].astype(np.int64)
-    cont = table["container_id"].to_numpy(zero_copy_only=False)[rows].astype(str)
+    containers, ci = _codes(table["container_id"].take(pa.array(rows)))
     ticks = np.unique(tick_all[valid]).astype(np.int64)
-    containers, ci = np.unique(cont, return_inverse=True)
     ti = np.searchsorted(ticks, tick)
     usage = np.zeros((len(containers), len(ticks), len(metrics)))
     for k, m in enumerate(metrics):
         usage[ci, ti, k] = table[m].to_numpy(zero_copy_only=False)[rows]
     last = np.lexsort((tick, ci))
     ends = np.r_[np.flatnonzero(np.diff(ci[last])), len(last) - 1] if len(last) else last
-    host_of = np.searchsorted(hosts, host_ids[rows][last[ends]])
+    host_of = host_code[rows][last[ends]]
     return ClusterModel(
         hosts=list(hosts),
         capacity=capacity,
@@ -164,6 +164,18 @@ def window_of(model: ClusterModel, table: pa.Table) -> ClusterModel:
         return model
     keep = model.ticks >= ticks[now].min()
     return dataclasses.replace(model, usage=model.usage[:, keep], ticks=model.ticks[keep])
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a string column, sorted, and each row's position among them:
+    what ``np.unique(..., return_inverse=True)`` gives, but Arrow hashes the rows and only
+    the few distinct values are sorted (numpy sorted every row's string)."""
+    encoded = column.combine_chunks().cast(pa.string()).dictionary_encode()
+    values = encoded.dictionary.to_numpy(zero_copy_only=False).astype(str)
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(values), np.int64)
+    rank[order] = np.arange(len(values))
+    return values[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def _ticks(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
