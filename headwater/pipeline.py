@@ -420,6 +420,9 @@ class Pipeline:
             self._writer.shutdown(wait=True)
             self._writer = None
         self.source.close()
+        for processors in self.processors.values():
+            for processor in processors:
+                processor.close()
         for sinks in self.sinks.values():
             for _, sink in sinks:
                 sink.close()

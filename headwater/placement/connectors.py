@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,45 +154,108 @@ class FileConnector:
     def _rewrite(self, moves: list[dict[str, Any]]) -> None:
         replace_file(self.path, self._lines(moves), fsync=True)
 
+    def close(self) -> None:
+        """Nothing to release: the log is opened for each read and write."""
+
+
+#: Headers on every move headwater publishes: the decision tick, and which decision for it
+#: (a rerun of a window is a new decision and replaces the tick's moves).
+TICK_HEADER, DECISION_HEADER = "headwater.tick", "headwater.decision"
+
+
+@dataclass
+class _Decision:
+    """The moves read back for one tick: those of the latest decision published for it."""
+
+    id: str | None
+    moves: dict[str, dict[str, Any]] = field(default_factory=dict)  # by container
+
 
 class KafkaConnector:
-    """Moves published to a topic and read back from its start (a moves topic is small)."""
+    """Moves published to a topic, HOTS's records as JSON, and read back incrementally.
+
+    One producer and one consumer serve the connector's life: a producer made for every
+    batch (idempotence set up anew each time) cost about half a second a window, and
+    reading the topic back from its start grew with its history. Every move is keyed by
+    its decision tick, so all of a decision's moves share a partition and the latest
+    decision for a tick is the one read last; it replaces the tick's earlier moves, and a
+    rerun that decides nothing for a tick that had moves publishes a tombstone (no value)
+    to say so. Records without headwater's headers (other publishers) are merged by
+    container and tick, the later winning.
+    """
 
     def __init__(self, topic: str, kafka: Any, timeout: float = 30.0):
         self.topic = topic
         self.kafka = kafka
         self.timeout = timeout
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._next: dict[int, int] = {}  # partition -> the next offset to read
+        self._ticks: dict[int, _Decision] = {}
 
     def applied(self) -> list[dict[str, Any]]:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException
 
-        consumer = Consumer(
-            self.kafka.settings(
-                **{"group.id": "headwater-moves-reader", "enable.auto.commit": False}
-            )
-        )
         try:
-            meta = consumer.list_topics(self.topic, timeout=self.timeout).topics[self.topic]
-            if meta.error is not None:  # not created yet: nothing was applied
-                return []
-            out: list[dict[str, Any]] = []
-            for p in sorted(meta.partitions):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=self.timeout
-                )
-                out.extend(self._read(consumer, TopicPartition(self.topic, p, low), high))
-            by_key = {(m["container_name"], m["time"]): m for m in out}  # a rerun's copy wins
-            return sorted(by_key.values(), key=lambda m: m["time"])
+            self._catch_up()
         except KafkaException as exc:
             raise HeadwaterError(
                 f"moves topic {self.topic}: cannot read it back ({exc})", transient=True
             ) from exc
-        finally:
-            consumer.close()
+        return [m for tick in sorted(self._ticks) for m in self._ticks[tick].moves.values()]
 
-    def _read(self, consumer: Any, start: Any, high: int) -> list[dict[str, Any]]:
+    def _catch_up(self) -> None:
+        """Read what was published since the last call (all of it after a retention cut)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            # a fetch waiting on the broker for more data holds up the next look-up of the
+            # partitions' ends: half a second a call with the default wait
+            settings = {
+                "group.id": "headwater-moves-reader",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+            self._consumer = Consumer(self.kafka.settings(**settings))
+        consumer = self._consumer
+        meta = consumer.list_topics(self.topic, timeout=self.timeout).topics[self.topic]
+        if meta.error is not None:  # not created yet: nothing was applied
+            self._next, self._ticks = {}, {}
+            return
+        marks = {p: self._marks(TopicPartition(self.topic, p)) for p in sorted(meta.partitions)}
+        if any(
+            self._next.get(p, low) < low or self._next.get(p, 0) > high
+            for p, (low, high) in marks.items()
+        ):
+            self._next, self._ticks = {}, {}  # records gone (retention) or a new topic
+        for p, (low, high) in marks.items():
+            start = self._next.get(p, low)
+            if start < high:
+                self._read(consumer, TopicPartition(self.topic, p, start), high)
+            self._next[p] = max(start, high)
+
+    def _marks(self, partition: Any) -> tuple[int, int]:
+        """A partition's first and next offsets. A topic just created has no leader for a
+        moment (NOT_LEADER_FOR_PARTITION): retried, within the timeout."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        deadline, pause = time.monotonic() + self.timeout, 0.02
+        while True:
+            try:
+                return self._consumer.get_watermark_offsets(partition, timeout=self.timeout)
+            except KafkaException as exc:
+                error = exc.args[0]
+                no_leader = error.code() in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION,
+                    KafkaError.LEADER_NOT_AVAILABLE,
+                )
+                if not (no_leader or error.retriable()) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _read(self, consumer: Any, start: Any, high: int) -> None:
         consumer.assign([start])
-        out: list[dict[str, Any]] = []
         position = start.offset
         while position < high:
             msg = consumer.poll(self.timeout)
@@ -199,33 +264,69 @@ class KafkaConnector:
             if msg.error() is not None:
                 continue
             position = msg.offset() + 1
-            out.append(normalise(json.loads(msg.value())))
-        return out
+            self._take(msg)
+        consumer.unassign()  # no fetching while the batch works
+
+    def _take(self, msg: Any) -> None:
+        headers = {k: v.decode() for k, v in (msg.headers() or []) if v is not None}
+        value = msg.value()
+        move = normalise(json.loads(value)) if value is not None else None
+        if DECISION_HEADER not in headers:  # another publisher's move
+            if move is not None:
+                self._ticks.setdefault(move["time"], _Decision(None)).moves[
+                    move["container_name"]
+                ] = move
+            return
+        tick, decision = int(headers[TICK_HEADER]), headers[DECISION_HEADER]
+        if tick not in self._ticks or self._ticks[tick].id != decision:
+            self._ticks[tick] = _Decision(decision)  # a later decision replaces the tick's
+        if move is not None:
+            self._ticks[tick].moves[move["container_name"]] = move
 
     def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
+        mine = {m["container_name"]: m for m in map(normalise, moves)}
+        logged = {m["container_name"]: m for m in self.applied() if m["time"] == tick}
+        if logged == mine:
+            return "unchanged"
+        headers = [
+            (TICK_HEADER, str(tick).encode()),
+            (DECISION_HEADER, uuid.uuid4().hex.encode()),
+        ]
+        records = [json.dumps({**m, "time": str(m["time"])}).encode() for m in mine.values()]
+        self._publish(records or [None], headers)
+        return "applied"
+
+    def _publish(self, values: list[bytes | None], headers: list[tuple[str, bytes]]) -> None:
         from confluent_kafka import Producer
 
-        mine = [normalise(m) for m in moves]
-        if not mine or [m for m in self.applied() if m["time"] == tick] == mine:
-            return "unchanged"
-        producer = Producer(self.kafka.settings(**{"enable.idempotence": True, "acks": "all"}))
+        if self._producer is None:
+            settings = {"enable.idempotence": True, "acks": "all"}
+            self._producer = Producer(self.kafka.settings(**settings))
         failed: list[str] = []
-        for m in mine:
-            producer.produce(
+        for value in values:
+            self._producer.produce(
                 self.topic,
-                json.dumps({**m, "time": str(m["time"])}).encode(),
-                key=m["container_name"].encode(),
+                value,
+                key=headers[0][1],  # the tick: a decision's moves share a partition
+                headers=headers,
                 on_delivery=lambda err, _msg: failed.append(str(err)) if err else None,
             )
-        left = producer.flush(self.timeout)
+        left = self._producer.flush(self.timeout)
         if left or failed:
             raise SinkError(
-                f"moves topic {self.topic}: {left + len(failed)} of {len(mine)} moves not "
+                f"moves topic {self.topic}: {left + len(failed)} of {len(values)} records not "
                 f"delivered ({'; '.join(failed[:3]) or 'flush timed out'}); the batch stays "
                 "pending and a rerun publishes them again",
                 transient=True,
             )
-        return "applied"
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.timeout)
+            self._producer = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
 
 def connector_for(config: ConnectorConfig, ctx: Any) -> FileConnector | KafkaConnector:

@@ -33,6 +33,10 @@ class Processor(Component):
         """Return the output table, a boolean keep-mask over ``table``, or :class:`Processed`."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release connections (a placement model's moves reader); called once when the
+        pipeline is closed."""
+
     def __call__(self, table: pa.Table) -> Processed:
         try:
             out = self.process(table)

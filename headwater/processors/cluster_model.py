@@ -61,6 +61,9 @@ class ClusterModel(Processor):
         self.states = StateStore(ctx.lake.component_dir(ctx.pipeline, "_cluster", ctx.where))
         self._hosts: Hosts | None = None
 
+    def close(self) -> None:
+        self.connector.close()
+
     @classmethod
     def input_files(cls, config: ClusterModelConfig) -> dict[str, str]:
         return {"hosts": config.hosts}

@@ -49,3 +49,6 @@ class MovesSink(Sink):
             "moves": len(moves),
             "status": status,
         }
+
+    def close(self) -> None:
+        self.connector.close()

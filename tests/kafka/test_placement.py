@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
+from headwater.kafka.connection import KafkaConnection
 from headwater.pipeline import Pipeline
 from headwater.placement.connectors import KafkaConnector
 from headwater.spec import load_spec
@@ -123,3 +124,36 @@ def test_moves_published_and_read_back_by_the_next_batch(
         pipeline.close()
     assert again.streams["placement_decisions"].outputs["moves"]["status"] == "unchanged"
     assert [m for m in connector.applied() if m["time"] == 3] == published
+
+
+def move(container: str, new: str, time: int) -> dict:
+    return {"container_name": container, "old_host": "n_1", "new_host": new, "time": time}
+
+
+def names(moves: list[dict]) -> list[tuple[str, int]]:
+    return sorted((m["container_name"], m["time"]) for m in moves)
+
+
+def test_a_rerun_replaces_its_ticks_moves_on_the_topic(kafka_bootstrap):
+    topic = create_topic(kafka_bootstrap, 3)  # a decision's moves share a partition
+    kafka = KafkaConnection(bootstrap_servers=kafka_bootstrap)
+    writer = KafkaConnector(topic, kafka)
+    try:
+        assert writer.apply([move("c_1", "n_2", 3), move("c_2", "n_2", 3)], 3) == "applied"
+        assert writer.apply([move("c_3", "n_2", 7)], 7) == "applied"
+        assert writer.apply([move("c_2", "n_2", 3), move("c_1", "n_2", 3)], 3) == "unchanged"
+        assert writer.apply([move("c_1", "n_1", 3)], 3) == "applied"  # the rerun decided less
+        assert names(writer.applied()) == [("c_1", 3), ("c_3", 7)]
+        assert writer.apply([], 7) == "applied"  # and nothing at tick 7: a tombstone says so
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})  # another publisher
+        producer.produce(topic, json.dumps({**move("c_9", "n_2", 11), "time": "11"}).encode())
+        assert producer.flush(30) == 0
+        assert names(writer.applied()) == [("c_1", 3), ("c_9", 11)]  # read on incrementally
+    finally:
+        writer.close()
+    reader = KafkaConnector(topic, kafka)  # another process: from the start, the same view
+    try:
+        assert names(reader.applied()) == [("c_1", 3), ("c_9", 11)]
+        assert [m["new_host"] for m in reader.applied() if m["time"] == 3] == ["n_1"]
+    finally:
+        reader.close()
