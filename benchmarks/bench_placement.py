@@ -49,13 +49,16 @@ from headwater.placement.model import ClusterModel
 from headwater.spec.load import load_spec
 
 THESIS = REPO / "samples" / "placement" / "hots_examples" / "thesis_ex_10"
-SPEC = """
+INPUT = """
 name: bench
 lake: lake
 source: {{usage: {{path: data, window_ticks: {w}}}}}
 decode:
   csv: {{types: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
-streams:
+"""
+SPEC = (
+    INPUT
+    + """streams:
   cluster_model:
     processors: [{{cluster_model: {{hosts: data/node_meta.csv, history_ticks: {history}}}}}]
     sinks: []
@@ -65,19 +68,10 @@ streams:
       - placement: {{strategy: {{balance: {{move_budget: {budget}}}}}, heatmap: false}}
     sinks: [moves]
 """
-
-
+)
 #: The same source, decoder, ledger and commits with no processor and no sink: what
 #: headwater spends on a window before any placement work (see the floor column).
-FLOOR_SPEC = """
-name: bench
-lake: lake
-source: {{usage: {{path: data, window_ticks: {w}}}}}
-decode:
-  csv: {{types: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
-streams:
-  usage: {{processors: [], sinks: []}}
-"""
+FLOOR_SPEC = INPUT + "streams: {{usage: {{processors: [], sinks: []}}}}\n"
 
 
 def write_case(folder: Path, model: ClusterModel) -> None:
