@@ -256,21 +256,29 @@ class KafkaConnector:
 
     def _read(self, consumer: Any, start: Any, high: int) -> None:
         consumer.assign([start])
-        position = start.offset
-        while position < high:
-            msg = consumer.poll(self.timeout)
-            if msg is None:
-                raise HeadwaterError(f"moves topic {self.topic}: read stalled", transient=True)
-            if msg.error() is not None:
-                continue
-            position = msg.offset() + 1
-            self._take(msg)
-        consumer.unassign()  # no fetching while the batch works
+        try:
+            position = start.offset
+            while position < high:
+                msg = consumer.poll(self.timeout)
+                if msg is None:
+                    raise HeadwaterError(f"moves topic {self.topic}: read stalled", transient=True)
+                if msg.error() is not None:
+                    continue
+                position = msg.offset() + 1
+                self._take(msg)
+        finally:
+            consumer.unassign()  # no fetching while the batch works
 
     def _take(self, msg: Any) -> None:
         headers = {k: v.decode() for k, v in (msg.headers() or []) if v is not None}
         value = msg.value()
-        move = normalise(json.loads(value)) if value is not None else None
+        try:
+            move = normalise(json.loads(value)) if value is not None else None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HeadwaterError(
+                f"moves topic {self.topic} partition {msg.partition()} offset {msg.offset()}: "
+                f"not a move ({exc}); expected JSON with {', '.join(MOVE_KEYS)}"
+            ) from exc
         if DECISION_HEADER not in headers:  # another publisher's move
             if move is not None:
                 self._ticks.setdefault(move["time"], _Decision(None)).moves[

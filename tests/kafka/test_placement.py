@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
+from headwater.errors import HeadwaterError
 from headwater.kafka.connection import KafkaConnection
 from headwater.pipeline import Pipeline
 from headwater.placement.connectors import KafkaConnector
@@ -155,5 +156,18 @@ def test_a_rerun_replaces_its_ticks_moves_on_the_topic(kafka_bootstrap):
     try:
         assert names(reader.applied()) == [("c_1", 3), ("c_9", 11)]
         assert [m["new_host"] for m in reader.applied() if m["time"] == 3] == ["n_1"]
+    finally:
+        reader.close()
+
+
+def test_a_record_that_is_not_a_move_fails_naming_where_it_is(kafka_bootstrap):
+    topic = create_topic(kafka_bootstrap, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, b'{"container_name": "c_1"}')  # no hosts, no time
+    assert producer.flush(30) == 0
+    reader = KafkaConnector(topic, KafkaConnection(bootstrap_servers=kafka_bootstrap))
+    try:
+        with pytest.raises(HeadwaterError, match=rf"moves topic {topic} partition 0 offset 0"):
+            reader.applied()
     finally:
         reader.close()
