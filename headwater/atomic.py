@@ -24,9 +24,7 @@ def replace_file(path: Path, data: bytes | memoryview, fsync: bool = False) -> N
         fd = os.open(tmp, flags, 0o644)
     try:
         try:
-            view = memoryview(data).cast("B")
-            while view:  # one call, unless the kernel takes less
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -35,3 +33,10 @@ def replace_file(path: Path, data: bytes | memoryview, fsync: bool = False) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)  # nothing half-written is left behind
         raise
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``: one call, unless the kernel takes less."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from headwater.atomic import replace_file
+from headwater.atomic import replace_file, write_all
 from headwater.config import ComponentConfig
 from headwater.errors import HeadwaterError, SinkError
 
@@ -49,6 +49,11 @@ class ConnectorConfig(ComponentConfig):
 
 def normalise(move: dict[str, Any]) -> dict[str, Any]:
     return {k: (int(move[k]) if k == "time" else str(move[k])) for k in MOVE_KEYS}
+
+
+def hots_json(move: dict[str, Any]) -> str:
+    """A move as HOTS writes it (its time a string)."""
+    return json.dumps({**move, "time": str(move["time"])})
 
 
 @dataclass(frozen=True)
@@ -138,15 +143,13 @@ class FileConnector:
 
     @staticmethod
     def _lines(moves: list[dict[str, Any]]) -> bytes:
-        return "".join(json.dumps({**m, "time": str(m["time"])}) + "\n" for m in moves).encode()
+        return "".join(hots_json(m) + "\n" for m in moves).encode()
 
     def _append(self, moves: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        data = memoryview(self._lines(moves))
         try:
-            while data:  # a crash part-way leaves part of a line, which _read ignores
-                data = data[os.write(fd, data) :]
+            write_all(fd, self._lines(moves))  # a crash part-way leaves a partial line: ignored
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -300,7 +303,7 @@ class KafkaConnector:
             (TICK_HEADER, str(tick).encode()),
             (DECISION_HEADER, uuid.uuid4().hex.encode()),
         ]
-        records = [json.dumps({**m, "time": str(m["time"])}).encode() for m in mine.values()]
+        records = [hots_json(m).encode() for m in mine.values()]
         self._publish(records or [None], headers)
         return "applied"
 
