@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,3 +39,81 @@ def column_path(table: pa.Table, path: str) -> pa.ChunkedArray:
         column = pc.struct_field(column, name)
         walked = f"{walked}.{name}"
     return column
+
+
+def split_lines(data: bytes) -> tuple[pa.Array, np.ndarray]:
+    """The lines of ``data`` that are not blank, as a binary array without their line ends
+    (trailing carriage returns dropped), and each one's byte range in ``data``, its newline
+    included, as an (n, 2) array. Done over the bytes with numpy: a window of a 10,000
+    container cluster is 60,000 lines."""
+    raw = np.frombuffer(data, np.uint8)
+    n = len(raw)
+    if not n:
+        return pa.array([], pa.binary()), np.zeros((0, 2), np.int64)
+    newline = np.flatnonzero(raw == 10)
+    starts = np.r_[0, newline + 1]
+    ends = np.r_[newline, n]  # each line's end, before its newline
+    stop = ends.copy()
+    cr = (stop > starts) & (raw[np.maximum(stop - 1, 0)] == 13)
+    while cr.any():  # trailing CRs, one a round: most files have none, or one a line
+        stop[cr] -= 1
+        cr = (stop > starts) & (raw[np.maximum(stop - 1, 0)] == 13)
+    kept = stop > starts  # blank lines (nothing, or CRs only) are not records
+    starts, stop = starts[kept], stop[kept]
+    spans = np.stack([starts, np.minimum(ends[kept] + 1, n)], axis=1).reshape(-1, 2)
+    lengths = stop - starts
+    inside = np.zeros(n + 1, np.int8)  # +1 where a kept line starts, -1 where it stops
+    inside[starts] = 1
+    inside[stop] = -1  # a line stops before its newline: never where another starts
+    body = raw[np.cumsum(inside[:n], dtype=np.int8).view(bool)]
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    records = pa.Array.from_buffers(
+        pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
+    )
+    return records.cast(pa.binary()), spans
+
+
+def joined_lines(records: pa.Array) -> bytes:
+    """The records one per line, as a CSV reader takes them (Arrow's binary_join over a
+    list of them took a tenth of a placement loop)."""
+    n = len(records)
+    if not n:
+        return b""
+    _, offsets, data = records.buffers()
+    bounds = np.frombuffer(offsets, np.int32, n + 1, records.offset * 4).astype(np.int64)
+    body = np.frombuffer(data, np.uint8, bounds[-1] - bounds[0], bounds[0])
+    out = np.empty(len(body) + n, np.uint8)
+    newline = bounds[1:] - bounds[0] + np.arange(n)  # after each record, ahead by the ones before
+    line = np.ones(len(out), bool)
+    line[newline] = False
+    out[newline] = 10
+    out[line] = body
+    return out.tobytes()
+
+
+#: ASCII whitespace, as ``bytes.strip`` drops it, and line breaks.
+_SPACE = np.zeros(256, bool)
+_SPACE[list(b" \t\n\r\x0b\x0c")] = True
+_BREAK = np.zeros(256, bool)
+_BREAK[list(b"\r\n")] = True
+
+
+def plain_lines(records: pa.Array) -> bool:
+    """Whether every record of a binary array is a line as a CSV reader takes it whole: not
+    null, not blank (whitespace only) and not ending in a line break. Over the bytes with
+    numpy, in few steps (in a batch's loop each costs microseconds): only the records that
+    start with whitespace are looked at whole."""
+    n = len(records)
+    if not n or records.null_count:
+        return False
+    _, offsets, data = records.buffers()
+    bounds = np.frombuffer(offsets, np.int32, n + 1, records.offset * 4)
+    starts = bounds - bounds[0]
+    if (starts[1:] == starts[:-1]).any():
+        return False
+    body = np.frombuffer(data, np.uint8, int(starts[-1]), int(bounds[0]))
+    if _BREAK[body[starts[1:] - 1]].any():
+        return False
+    odd = np.flatnonzero(_SPACE[body[starts[:-1]]])
+    return not any(not body[starts[k] : starts[k + 1]].tobytes().strip() for k in odd)

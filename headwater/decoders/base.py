@@ -19,7 +19,7 @@ from headwater.batch import RawBatch
 from headwater.component import Component
 from headwater.config import ComponentConfig
 from headwater.errors import HeadwaterError
-from headwater.quarantine import REJECT_SCHEMA, rejects
+from headwater.quarantine import REJECT_SCHEMA, no_rejects
 
 
 class DecoderConfig(ComponentConfig):
@@ -53,35 +53,45 @@ class Decoder(Component):
         raise NotImplementedError
 
     def finish(
-        self, table: pa.Table, row_message: np.ndarray, raw: RawBatch, refused: list[pa.Table]
+        self,
+        table: pa.Table,
+        row_message: np.ndarray | None,
+        raw: RawBatch,
+        refused: list[pa.Table],
     ) -> Decoded:
         """Add lineage columns, enforce ``required``, gather the refused rows.
 
-        ``row_message`` maps each decoded row to the index of its message in ``raw``.
+        ``row_message`` maps each decoded row to the index of its message in ``raw``; None
+        says a row per message, in order (the lineage columns are then taken as they are).
         """
         msgs = raw.messages
-        idx = pa.array(row_message, pa.int64())
-        table = table.append_column("_source", msgs["_source"].take(idx))
-        table = table.append_column("_offset", msgs["_offset"].take(idx))
+        if row_message is None:
+            table = table.append_column("_source", msgs["_source"])
+            table = table.append_column("_offset", msgs["_offset"])
+        else:
+            idx = pa.array(row_message, pa.int64())
+            table = table.append_column("_source", msgs["_source"].take(idx))
+            table = table.append_column("_offset", msgs["_offset"].take(idx))
         missing = self._missing_required(table)
         if missing is not None:
             bad_rows = np.flatnonzero(missing[0])
             if len(bad_rows):
                 bad = pa.array(bad_rows, pa.int64())
+                message = bad if row_message is None else pa.array(row_message[bad_rows])
                 refused.append(
                     pa.table(
                         [
                             table["_source"].take(bad),
                             table["_offset"].take(bad),
                             missing[1].take(bad),
-                            msgs["value"].take(idx.take(bad)),
+                            msgs["value"].take(message),
                         ],
                         schema=REJECT_SCHEMA,
                     )
                 )
                 table = table.filter(pa.array(~missing[0]))
         parts = [r for r in refused if r.num_rows]
-        return Decoded(table, pa.concat_tables(parts) if parts else rejects([], [], [], []))
+        return Decoded(table, pa.concat_tables(parts) if parts else no_rejects())
 
     def _missing_required(self, table: pa.Table) -> tuple[np.ndarray, pa.Array] | None:
         if not self.config.required or table.num_rows == 0:

@@ -97,3 +97,52 @@ def test_csv_a_clean_batch_parses_as_the_row_by_row_reader_does(ctx):
     assert fast.equals(slow)
     assert fast.schema.field("day").type == pa.date32()
     assert fast["m"].to_pylist() == ["m1", "", "m3"]
+
+
+@pytest.mark.parametrize(
+    "values, headers",
+    [
+        # the usual batch: one header, every message a line
+        ([b"1,m1,0.5", b"2,m2,1", b"3,m3,NA"], {"f": b"t,m,cpu\n", "g": b"t,m,cpu\n"}),
+        # a blank message, one ending in CRLF, a null one: each must take the other path
+        ([b"1,m1,0.5", b"  ", b"3,m3,1.0"], {"f": b"t,m,cpu\n"}),
+        ([b"1,m1,0.5\r\n", b"3,m3,1.0"], {"f": b"t,m,cpu\r\n"}),
+        ([b"1,m1,0.5", None, b"3,m3,1.0"], {"f": b"t,m,cpu\n"}),
+        # two records in one message, a ragged row, a bad value
+        ([b"1,m1,0.5\n2,m2,0.7", b"3,m3,1.0"], {"f": b"t,m,cpu\n"}),
+        ([b"1,m1,0.5", b"2,m2", b"3,m3,1.0"], {"f": b"t,m,cpu\n"}),
+        ([b"1,m1,0.5", b"2,m2,abc", b"3,m3,1.0"], {"f": b"t,m,cpu\n"}),
+    ],
+)
+def test_csv_a_whole_batch_decodes_as_message_by_message(ctx, values, headers):
+    """The whole-batch parse (no Python per message) is taken only where it gives what the
+    message-by-message one gives: same rows, lineage and refusals."""
+    d = CsvDecoder(CsvConfig(types={"cpu": "double"}), ctx)
+    sources = ["f", "g", "f"][: len(values)] if "g" in headers else ["f"] * len(values)
+    batch = RawBatch(raw_table(sources, list(range(len(values))), values), headers)
+    whole = d._decode_whole(batch)
+    decoded = d.decode(batch)
+    reference = _message_by_message(d, batch)
+    assert decoded.table.equals(reference.table)
+    assert decoded.rejects.equals(reference.rejects)
+    assert (whole is not None) == (len(headers) > 1)  # only the usual batch is parsed whole
+    if whole is not None:
+        assert whole.table.equals(reference.table)
+        assert whole.table["_source"].to_pylist() == sources
+        assert whole.table["cpu"].to_pylist() == [0.5, 1.0, None]
+
+
+def _message_by_message(d, batch):
+    saved, d._decode_whole = d._decode_whole, lambda raw: None
+    try:
+        return d.decode(batch)
+    finally:
+        d._decode_whole = saved
+
+
+def test_csv_a_message_of_two_records_is_refused_and_the_rest_kept(ctx):
+    d = CsvDecoder(CsvConfig(types={"cpu": "double"}), ctx)
+    decoded = d.decode(raw([b"1,m1,0.5\n2,m2,0.7", b"3,m3,1.0"], headers={"f": b"t,m,cpu\n"}))
+    assert decoded.table["t"].to_pylist() == [3]
+    assert decoded.table["_offset"].to_pylist() == [1]
+    assert decoded.rejects["error"].to_pylist() == ["csv: 2 records in one message; expected one"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 import shutil
 
+from headwater.arrow import joined_lines, split_lines
 from headwater.pipeline import Pipeline
-from headwater.sources.usage import joined_lines, split_lines
 from headwater.spec.load import load_spec
 from tests.placement.test_pipeline import THESIS, project
 
