@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from pydantic import Field
 from headwater.atomic import replace_file
 from headwater.component import Component
 from headwater.config import ComponentConfig
+from headwater.placement.applied import MoveIndex
 
 STOPPED = ""  # the host of a stopped container
 
@@ -101,28 +103,29 @@ class Collector(Component):
         rows: dict[str, np.ndarray],
         events: dict[str, np.ndarray],
         previous: State | None,
-        applied: list[dict[str, Any]],
+        applied: Sequence[dict[str, Any]],
     ) -> Collected:
         raise NotImplementedError
 
 
 class UsageCollector(Collector):
+    def __init__(self, config: UsageCollectorConfig, ctx: Any):
+        super().__init__(config, ctx)
+        self._moves = MoveIndex()
+
     def collect(self, rows, events, previous, applied) -> Collected:
-        end = (
-            int(rows["tick"].max()) + 1 if len(rows["tick"]) else (previous.end if previous else 0)
-        )
+        ticks = rows["tick"]
+        end = int(ticks.max()) + 1 if len(ticks) else (previous.end if previous else 0)
         rebuild = previous is None or previous.since_rebuild + 1 >= self.config.period
         changes = Changes()
         if not rebuild:
             base = previous.placement
             changes.add(list(base), np.full(len(base), np.iinfo(np.int64).min), list(base.values()))
-        moves = [m for m in applied if m["time"] + 1 < end]
+        # the moves that decide where this window's rows are: not the whole log
+        moves = self._moves.changes(applied, int(ticks.min()) if len(ticks) else end, end)
         if moves:
-            changes.add(
-                [m["container_name"] for m in moves],
-                [m["time"] + 1 for m in moves],
-                [m["new_host"] for m in moves],
-            )
+            tick, _, container, host = zip(*moves, strict=True)
+            changes.add(container, tick, host)
         counts = self._events(events, changes, end)
         row_host, last = resolve(rows, changes)
         placement = {c: h for c, h in last.items() if h != STOPPED}

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.json as pajson
 from pydantic import Field, model_validator
 
 from headwater.atomic import replace_file, write_all
 from headwater.config import ComponentConfig
 from headwater.errors import HeadwaterError, SinkError
+from headwater.placement.applied import AppliedMoves
 
 MOVE_KEYS = ("container_name", "old_host", "new_host", "time")
 
@@ -64,7 +67,7 @@ class _Read:
     identity: tuple[int, int]
     size: int
     lines: int
-    moves: list[dict[str, Any]]
+    moves: AppliedMoves  # extended in place as the log grows
 
 
 class FileConnector:
@@ -81,10 +84,10 @@ class FileConnector:
         self.path = path
         self._last: _Read | None = None
 
-    def applied(self) -> list[dict[str, Any]]:
+    def applied(self) -> AppliedMoves:
         return self._read()[0]
 
-    def _read(self) -> tuple[list[dict[str, Any]], bool]:
+    def _read(self) -> tuple[AppliedMoves, bool]:
         """The moves logged, and whether the log can be appended to: it ends with a whole
         line. A log cut short by a crash during an append ends with part of a line; that
         part was never applied (its batch did not commit), is ignored here and is dropped
@@ -95,21 +98,25 @@ class FileConnector:
                 last = self._last
                 identity = (st.st_dev, st.st_ino)
                 if last is None or last.identity != identity or st.st_size < last.size:
-                    last = _Read(identity, 0, 0, [])
+                    last = _Read(identity, 0, 0, AppliedMoves())
                 f.seek(last.size)
                 data = f.read()
         except FileNotFoundError:
             self._last = None
-            return [], True
+            return AppliedMoves(), True
         whole = data.rfind(b"\n") + 1
-        lines = data[:whole].decode().split("\n")[:-1]
-        moves = last.moves + self._parse(lines, last.lines)
-        self._last = _Read(last.identity, last.size + whole, last.lines + len(lines), moves)
+        count = data.count(b"\n", 0, whole)
+        parsed = _parse_bulk(data[:whole]) if count >= BULK else None
+        if parsed is None:  # a few lines, or one Arrow refuses: line by line, named if bad
+            parsed = self._parse(data[:whole].decode().split("\n")[:-1], last.lines)
+        moves = last.moves
+        moves.extend(parsed)
+        self._last = _Read(last.identity, last.size + whole, last.lines + count, moves)
         tail = data[whole:].decode(errors="replace")
         if not tail.strip():
             return moves, not tail
-        try:
-            return [*moves, normalise(json.loads(tail))], False  # a last line with no newline
+        try:  # a last line with no newline: counted, in a copy (it may yet be completed)
+            return AppliedMoves([*moves, normalise(json.loads(tail))]), False
         except (ValueError, KeyError, TypeError):
             return moves, False
 
@@ -130,10 +137,10 @@ class FileConnector:
     def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
         logged, appendable = self._read()
         mine = [normalise(m) for m in moves]
-        if [m for m in logged if m["time"] == tick] == mine:
+        if logged.at(tick) == mine:
             return "unchanged"
         try:
-            if appendable and all(m["time"] < tick for m in logged):
+            if appendable and (logged.last_time is None or logged.last_time < tick):
                 self._append(mine)  # the usual case: the next window's decision
             else:  # a rerun replaces its tick's moves; a partial last line is dropped
                 self._rewrite([m for m in logged if m["time"] != tick] + mine)
@@ -159,6 +166,25 @@ class FileConnector:
 
     def close(self) -> None:
         """Nothing to release: the log is opened for each read and write."""
+
+
+#: Lines from which a log is parsed by Arrow's JSON reader: a loop that ran for weeks has
+#: logged 10^5 moves, read once by each new process (json per line: 4 s a million); for a
+#: batch's few new lines, starting the reader's threads costs more than it saves.
+BULK = 1000
+
+
+def _parse_bulk(data: bytes) -> list[dict[str, Any]] | None:
+    """The moves on whole lines of JSON, as :func:`normalise` gives them, or None when
+    Arrow cannot read them so (a bad line, a key missing, a time that is not an integer)."""
+    try:
+        table = pajson.read_json(pa.BufferReader(data))
+        if any(k not in table.column_names or table[k].null_count for k in MOVE_KEYS):
+            return None
+        columns = {k: table[k].cast(pa.int64() if k == "time" else pa.string()) for k in MOVE_KEYS}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pa.table(columns).to_pylist()
 
 
 #: Headers on every move headwater publishes: the decision tick, and which decision for it
@@ -195,8 +221,10 @@ class KafkaConnector:
         self._producer: Any = None
         self._next: dict[int, int] = {}  # partition -> the next offset to read
         self._ticks: dict[int, _Decision] = {}
+        self._touched: set[int] = set()  # ticks whose moves changed in this read
+        self._log = AppliedMoves()
 
-    def applied(self) -> list[dict[str, Any]]:
+    def applied(self) -> AppliedMoves:
         from confluent_kafka import KafkaException
 
         try:
@@ -205,10 +233,26 @@ class KafkaConnector:
             raise HeadwaterError(
                 f"moves topic {self.topic}: cannot read it back ({exc})", transient=True
             ) from exc
-        return [m for tick in sorted(self._ticks) for m in self._ticks[tick].moves.values()]
+        return self._log
 
     def _catch_up(self) -> None:
-        """Read what was published since the last call (all of it after a retention cut)."""
+        """Read on, then bring the log up to date: extended with ticks after the last one
+        it holds, else (a tick's moves replaced, or a read from the start) built anew."""
+        self._touched = set()
+        reset = self._read_on()
+        last = self._log.last_time
+        if reset or any(last is not None and t <= last for t in self._touched):
+            self._log = AppliedMoves(
+                m for tick in sorted(self._ticks) for m in self._ticks[tick].moves.values()
+            )
+        else:
+            self._log.extend(
+                m for tick in sorted(self._touched) for m in self._ticks[tick].moves.values()
+            )
+
+    def _read_on(self) -> bool:
+        """Read what was published since the last call (all of it after a retention cut, or
+        on a new topic: then True)."""
         from confluent_kafka import Consumer, TopicPartition
 
         if self._consumer is None:
@@ -224,18 +268,21 @@ class KafkaConnector:
         meta = consumer.list_topics(self.topic, timeout=self.timeout).topics[self.topic]
         if meta.error is not None:  # not created yet: nothing was applied
             self._next, self._ticks = {}, {}
-            return
+            return True
         marks = {p: self._marks(TopicPartition(self.topic, p)) for p in sorted(meta.partitions)}
+        reset = False
         if any(
             self._next.get(p, low) < low or self._next.get(p, 0) > high
             for p, (low, high) in marks.items()
         ):
             self._next, self._ticks = {}, {}  # records gone (retention) or a new topic
+            reset = True
         for p, (low, high) in marks.items():
             start = self._next.get(p, low)
             if start < high:
                 self._read(consumer, TopicPartition(self.topic, p, start), high)
             self._next[p] = max(start, high)
+        return reset
 
     def _marks(self, partition: Any) -> tuple[int, int]:
         """A partition's first and next offsets. A topic just created has no leader for a
@@ -284,11 +331,13 @@ class KafkaConnector:
             ) from exc
         if DECISION_HEADER not in headers:  # another publisher's move
             if move is not None:
+                self._touched.add(move["time"])
                 self._ticks.setdefault(move["time"], _Decision(None)).moves[
                     move["container_name"]
                 ] = move
             return
         tick, decision = int(headers[TICK_HEADER]), headers[DECISION_HEADER]
+        self._touched.add(tick)
         if tick not in self._ticks or self._ticks[tick].id != decision:
             self._ticks[tick] = _Decision(decision)  # a later decision replaces the tick's
         if move is not None:
@@ -296,7 +345,7 @@ class KafkaConnector:
 
     def apply(self, moves: list[dict[str, Any]], tick: int) -> str:
         mine = {m["container_name"]: m for m in map(normalise, moves)}
-        logged = {m["container_name"]: m for m in self.applied() if m["time"] == tick}
+        logged = {m["container_name"]: m for m in self.applied().at(tick)}
         if logged == mine:
             return "unchanged"
         headers = [

@@ -141,10 +141,15 @@ def test_a_rerun_replaces_its_ticks_moves_on_the_topic(kafka_bootstrap):
     writer = KafkaConnector(topic, kafka)
     try:
         assert writer.apply([move("c_1", "n_2", 3), move("c_2", "n_2", 3)], 3) == "applied"
+        first = writer.applied()
         assert writer.apply([move("c_3", "n_2", 7)], 7) == "applied"
+        assert writer.applied() is first  # a later tick: the log read back grows in place
+        assert names(first) == [("c_1", 3), ("c_2", 3), ("c_3", 7)]
         assert writer.apply([move("c_2", "n_2", 3), move("c_1", "n_2", 3)], 3) == "unchanged"
         assert writer.apply([move("c_1", "n_1", 3)], 3) == "applied"  # the rerun decided less
         assert names(writer.applied()) == [("c_1", 3), ("c_3", 7)]
+        assert writer.applied() is not first  # a tick's moves replaced: a new log
+        assert names(first) == [("c_1", 3), ("c_2", 3), ("c_3", 7)]  # the old one untouched
         assert writer.apply([], 7) == "applied"  # and nothing at tick 7: a tombstone says so
         producer = Producer({"bootstrap.servers": kafka_bootstrap})  # another publisher
         producer.produce(topic, json.dumps({**move("c_9", "n_2", 11), "time": "11"}).encode())

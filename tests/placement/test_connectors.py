@@ -9,7 +9,7 @@ import os
 import pytest
 
 from headwater.errors import HeadwaterError
-from headwater.placement.connectors import FileConnector
+from headwater.placement.connectors import BULK, FileConnector, _parse_bulk
 
 
 def move(container: str, new: str, time: int, old: str = "h0") -> dict:
@@ -91,3 +91,60 @@ def test_a_bad_line_is_named_by_its_number_also_when_read_on(tmp_path):
         f.write("not json\n")
     with pytest.raises(HeadwaterError, match=r"moves\.jsonl:3: not a move"):
         log.applied()
+
+
+def test_the_moves_read_back_only_grow_in_place_and_a_rewrite_gives_a_new_log(tmp_path):
+    """A reader of the log (the collector's move index) goes on from what it took of the
+    same object: that object may only grow at its end."""
+    path = tmp_path / "moves.jsonl"
+    log, reader = FileConnector(path), FileConnector(path)
+    seen: list = []
+
+    def read() -> object:
+        moves = reader.applied()
+        for earlier, snapshot in seen:
+            if earlier is moves:
+                assert list(moves)[: len(snapshot)] == snapshot
+        seen.append((moves, list(moves)))
+        return moves
+
+    log.apply([move("a", "h1", 3)], 3)
+    first = read()
+    log.apply([move("b", "h1", 7), move("c", "h2", 7)], 7)
+    assert read() is first and len(first) == 3  # appended: read on, in place
+    log.apply([move("z", "h2", 3)], 3)  # a rerun rewrites the log
+    rewritten = read()
+    assert rewritten is not first and [m["container_name"] for m in rewritten] == ["b", "c", "z"]
+    assert [m["container_name"] for m in rewritten.at(7)] == ["b", "c"]
+    with open(path, "a") as f:
+        f.write(json.dumps(move("d", "h1", 9)))  # no newline yet: counted, in a copy
+    partial = read()
+    assert partial is not rewritten and partial[-1]["container_name"] == "d"
+    with open(path, "a") as f:
+        f.write("\n")
+    assert read() is rewritten and rewritten[-1]["container_name"] == "d"
+
+
+def test_a_long_log_read_whole_by_arrow_gives_what_line_by_line_gives(tmp_path):
+    """A new process reads a long log at once with Arrow's JSON reader: the same moves as
+    json line by line (HOTS's string times or integer ones, blank lines); a log Arrow
+    cannot read so (times of both kinds) is read line by line, and a bad line is still
+    named by its number."""
+    path = tmp_path / "moves.jsonl"
+    for kind in (str, int, lambda i: str(i) if i % 2 else i):
+        rows = [
+            json.dumps({**move(f"c{i % 7}", f"h{i % 3}", i), "time": kind(i)})
+            for i in range(BULK + 5)
+        ]
+        rows.insert(10, "")
+        path.write_text("\n".join(rows) + "\n")
+        by_line = FileConnector(path)._parse(rows, 0)
+        bulk = _parse_bulk(path.read_bytes())
+        assert bulk == (None if kind not in (str, int) else by_line)
+        applied = FileConnector(path).applied()
+        assert list(applied) == by_line and len(applied) == BULK + 5
+        assert applied[10] == move("c3", "h1", 10) and applied.last_time == BULK + 4
+    rows[500] = '{"container_name": "c1", "time": 3}'
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(HeadwaterError, match=r"moves.jsonl:501: not a move"):
+        FileConnector(path).applied()

@@ -1,0 +1,96 @@
+"""A placement loop's batch time against the moves its log already holds.
+
+    python benchmarks/bench_placement_history.py [--size 20x4] [--logged 0,10000,100000]
+
+A loop that has run for weeks has logged 10^5 to 10^6 moves. Each case runs the
+benchmark's placement pipeline (usage windows → cluster model → balance → moves log) over
+the same generated cluster, its moves log holding ``N`` earlier moves (each container
+"moved" to where it already is, at ticks before the series, so the decisions are the same
+in every case). Printed: the median batch time (the first batch, which reads the log once
+in this process, apart), that first batch, and their ratios to the case with an empty log,
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.csv as pcsv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_placement import PERIOD, SPEC, TICKS, WINDOW, write_case
+
+from headwater.pipeline import Pipeline
+from headwater.placement.connectors import hots_json
+from headwater.placement.generate import generate
+from headwater.spec.load import load_spec
+
+
+def prefill(log: Path, folder: Path, n: int) -> None:
+    """``n`` moves before the series, each leaving its container where the data has it."""
+    usage = pcsv.read_csv(folder / "container_usage.csv").to_pandas()
+    first = usage.sort_values("timestamp").drop_duplicates("container_id")
+    pairs = list(zip(first["container_id"], first["machine_id"], strict=True))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        for i in range(n):
+            c, h = pairs[i % len(pairs)]
+            move = {"container_name": c, "old_host": h, "new_host": h, "time": i - n}
+            f.write(hots_json(move) + "\n")
+
+
+def run(folder: Path, logged: int, containers: int) -> tuple[float, float, list[str]]:
+    """(median batch seconds after the first, first batch seconds, the moves decided)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(folder, root / "data")
+        (root / "pipelines").mkdir()
+        spec = root / "pipelines" / "bench.yaml"
+        spec.write_text(SPEC.format(w=WINDOW, budget=containers, history=PERIOD))
+        log = root / "lake" / "bench" / "moves.jsonl"
+        prefill(log, folder, logged)
+        pipeline = Pipeline(load_spec(spec, base_dir=root))
+        seconds = []
+        for batch in pipeline.plan():
+            started = time.perf_counter()
+            pipeline.run(batch)
+            seconds.append(time.perf_counter() - started)
+        pipeline.close()
+        decided = log.read_text().splitlines()[logged:]
+    return statistics.median(seconds[1:]), seconds[0], decided
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="20x4", help="containers x hosts")
+    ap.add_argument("--logged", default="0,10000,100000", help="moves already logged")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    c, h = (int(n) for n in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "case"
+        write_case(folder, generate(c, h, ticks=TICKS, period=PERIOD, seed=c))
+        rows, base, decisions = [], None, None
+        for n in (int(x) for x in args.logged.split(",")):
+            runs = [run(folder, n, c) for _ in range(args.repeats)]
+            batch = statistics.median(r[0] for r in runs)
+            first = statistics.median(r[1] for r in runs)
+            if decisions is None:
+                decisions = runs[0][2]
+            assert all(r[2] == decisions for r in runs), "the decisions must not depend on it"
+            base = base or (batch, first)
+            rows.append((n, batch, first, batch / base[0], first / base[1]))
+    print(f"generated {args.size}, {TICKS // WINDOW} windows, median of {args.repeats} runs")
+    print(f"{'logged':>8} {'batch ms':>9} {'first ms':>9} {'batch/0':>8} {'first/0':>8}")
+    for n, batch, first, rb, rf in rows:
+        print(f"{n:>8} {batch * 1000:>9.2f} {first * 1000:>9.1f} {rb:>7.2f}x {rf:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()
