@@ -1,4 +1,4 @@
-"""A placement loop's batch time against the moves its log already holds.
+"""A placement loop's batch time against the history it has kept: moves logged, states.
 
     python benchmarks/bench_placement_history.py [--size 20x4] [--logged 0,10000,100000]
 
@@ -9,6 +9,10 @@ the same generated cluster, its moves log holding ``N`` earlier moves (each cont
 in every case). Printed: the median batch time (the first batch, which reads the log once
 in this process, apart), that first batch, and their ratios to the case with an empty log,
 measured in the same run.
+
+Then the cluster model's state store, which keeps a state per window (the newest 1,000, for
+reruns): a batch's look-up of the last state and save of its own, in a store holding 10
+states and one holding 1,000.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pcsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_placement import PERIOD, SPEC, TICKS, WINDOW, write_case
 
 from headwater.pipeline import Pipeline
+from headwater.placement.collectors import State, StateStore
 from headwater.placement.connectors import hots_json
 from headwater.placement.generate import generate
 from headwater.spec.load import load_spec
@@ -66,6 +73,23 @@ def run(folder: Path, logged: int, containers: int) -> tuple[float, float, list[
     return statistics.median(seconds[1:]), seconds[0], decided
 
 
+def state_store(kept: int, rounds: int = 300) -> float:
+    """Median seconds of a batch's ``latest`` then ``save`` with ``kept`` states there."""
+    history = pa.table({"tick": np.arange(120), "cpu": np.ones(120)})
+    placement = {f"c{i}": f"h{i % 4}" for i in range(20)}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = StateStore(Path(tmp))
+        for end in range(1, kept + 1):
+            store.save(State(end * 6, 0, placement), history)
+        seconds = []
+        for end in range(kept + 1, kept + 1 + rounds):
+            started = time.perf_counter()
+            store.latest(end * 6 - 1)
+            store.save(State(end * 6, 0, placement), history)
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="20x4", help="containers x hosts")
@@ -90,6 +114,11 @@ def main() -> None:
     print(f"{'logged':>8} {'batch ms':>9} {'first ms':>9} {'batch/0':>8} {'first/0':>8}")
     for n, batch, first, rb, rf in rows:
         print(f"{n:>8} {batch * 1000:>9.2f} {first * 1000:>9.1f} {rb:>7.2f}x {rf:>7.1f}x")
+    few, many = state_store(10), state_store(1000)
+    print(
+        f"state store, a batch's look-up and save: {few * 1e6:.0f} us with 10 states kept, "
+        f"{many * 1e6:.0f} us with 1,000 ({many / few:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

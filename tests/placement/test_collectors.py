@@ -93,3 +93,32 @@ def test_rows_from_a_tick_on_are_those_a_filter_keeps(ticks):
     table = pa.table({"tick": pa.array(ticks, pa.int64()), "row": list(range(len(ticks)))})
     expected = [r for r, t in enumerate(ticks) if t is not None and t >= 2]
     assert _from_tick(table, 2)["row"].to_pylist() == expected
+
+
+def test_the_latest_state_passes_over_files_that_are_not_states(tmp_path):
+    folder = tmp_path / "s"
+    store = StateStore(folder, keep=10)
+    store.save(State(4, 0, {"c": "h4"}))
+    store.save(State(8, 0, {"c": "h8"}), pa.table({"tick": [7]}))
+    for stray in ("state-.json", "state-x.json", f"state-{6:020d}.txt", f"state-{5:019d}.json"):
+        (folder / stray).write_text("{}")
+    fresh = StateStore(folder)
+    assert fresh.latest(7).placement == {"c": "h4"}
+    (folder / f"state-{8:020d}.json").write_text('{"end": 8, "since_rebuild": 0, "placement": {}}')
+    assert fresh.latest(9).placement == {"c": "h8"}  # both kinds (a rerun cut short): Arrow's
+
+
+def test_old_states_are_pruned_in_batches_a_tenth_past_what_is_kept(tmp_path):
+    folder = tmp_path / "s"
+    store = StateStore(folder, keep=10)
+
+    def kept() -> list[int]:
+        return sorted(int(p.name[6:26]) for p in folder.iterdir())
+
+    for end in range(1, 12):
+        store.latest(end)  # as a batch does: what it lists counts
+        store.save(State(end, 0, {}))
+    assert kept() == list(range(1, 12))  # 11: within a tenth past 10
+    store.latest(12)
+    store.save(State(12, 0, {}))
+    assert kept() == list(range(3, 13))  # pruned back to the newest 10
