@@ -9,6 +9,8 @@ it, so re-materializing a window replays them; one file per batch keeps concurre
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +37,22 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     replace_file(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
 
 
+#: A window folder unchanged for this long is settled: its listing is kept while the
+#: folder's mtime stays the same. Every change to an entry renames a file into the folder,
+#: which sets its mtime; the wait covers file systems whose clock for it is coarse.
+SETTLED_NS = 2_000_000_000
+
+
 class Ledger:
     def __init__(self, root: Path):
         self.root = root
         # parsed entries by file, valid while the file's (inode, mtime, size) is unchanged:
         # a sensor tick or a stream worker scans the whole ledger, but parses only what changed
-        self._cache: dict[Path, tuple[tuple[int, int, int], Entry]] = {}
+        self._cache: dict[tuple[str, str], tuple[tuple[int, int, int], Entry]] = {}
+        self._root = str(root)
+        # the entries of settled windows, by the folder's (inode, mtime): a scan of a ledger
+        # of 20,000 batches took 0.3 s a cut even with every entry parsed already
+        self._settled: dict[str, tuple[tuple[int, int], list[Entry]]] = {}
 
     def _file(self, window: str, batch_id: str) -> Path:
         return self.root / f"window={window}" / f"{batch_id}.json"
@@ -63,20 +75,24 @@ class Ledger:
         )
 
     def find(self, window: str, batch_id: str) -> Entry | None:
-        path = self._file(window, batch_id)
+        # a string path and a stat: a scan of a window finds thousands of entries, and
+        # pathlib's joins cost as much as the stat
+        path = os.path.join(self._root, f"window={window}", f"{batch_id}.json")
+        key = (window, batch_id)
         try:
-            st = path.stat()
+            st = os.stat(path)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-            cached = self._cache.get(path)
+            cached = self._cache.get(key)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            data = json.loads(path.read_text())
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise HeadwaterError(f"batch ledger entry {path} is unreadable: {exc}") from exc
         entry = Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
-        self._cache[path] = (stamp, entry)
+        self._cache[key] = (stamp, entry)
         return entry
 
     def get(self, window: str, batch_id: str) -> Entry:
@@ -95,10 +111,22 @@ class Ledger:
 
     def window(self, window: str) -> list[Entry]:
         """The batches recorded in a window, in the order they were cut."""
-        entries = [
-            self.get(window, p.stem) for p in (self.root / f"window={window}").glob("*.json")
-        ]
-        return sorted(entries, key=lambda e: (e.batch.created_at, e.batch.seq, e.batch.id))
+        folder = self.root / f"window={window}"
+        try:
+            st = os.stat(folder)  # before the listing: a change during it is seen next time
+            stamp = (st.st_ino, st.st_mtime_ns)
+            held = self._settled.get(window)
+            if held is not None and held[0] == stamp:
+                return list(held[1])
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        ids = [n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
+        entries = [self.get(window, i) for i in ids]
+        entries.sort(key=lambda e: (e.batch.created_at, e.batch.seq, e.batch.id))
+        if time.time_ns() - st.st_mtime_ns > SETTLED_NS:
+            self._settled[window] = (stamp, entries)
+        return list(entries)
 
     def entries(self) -> Iterator[Entry]:
         for w in self.windows():
