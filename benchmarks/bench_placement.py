@@ -100,16 +100,22 @@ def series_model(folder: Path) -> ClusterModel:
     return ClusterModel(hosts, meta[["cpu"]].to_numpy(float), containers, host_of, series, ticks)
 
 
+def project(root: Path, folder: Path, spec_text: str) -> Path:
+    """A project in ``root``: the case's files as ``data/``, the spec; its path."""
+    shutil.copytree(folder, root / "data")
+    (root / "pipelines").mkdir()
+    spec = root / "pipelines" / "bench.yaml"
+    spec.write_text(spec_text)
+    return spec
+
+
 def run_headwater(folder: Path, w: int, budget: int, history: int = 0, spec_text: str = SPEC):
     """(whole loop seconds, the batches' own seconds, the strategy's seconds, moves): the
     loop includes loading the spec, cutting and recording the batches; a batch's seconds are
     its read, decode, model, decision and the moves' application."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(folder, root / "data")
-        (root / "pipelines").mkdir()
-        spec = root / "pipelines" / "bench.yaml"
-        spec.write_text(spec_text.format(w=w, budget=budget, history=history))
+        spec = project(root, folder, spec_text.format(w=w, budget=budget, history=history))
         started = time.perf_counter()
         pipeline = Pipeline(load_spec(spec, base_dir=root))
         reports = [pipeline.run(batch) for batch in pipeline.plan()]

@@ -18,7 +18,6 @@ states and one holding 1,000.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_placement import PERIOD, SPEC, TICKS, WINDOW, write_case
+from bench_placement import PERIOD, SPEC, TICKS, WINDOW, project, write_case
 
 from headwater.pipeline import Pipeline
 from headwater.placement.collectors import State, StateStore
@@ -56,10 +55,7 @@ def run(folder: Path, logged: int, containers: int) -> tuple[float, float, list[
     """(median batch seconds after the first, first batch seconds, the moves decided)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(folder, root / "data")
-        (root / "pipelines").mkdir()
-        spec = root / "pipelines" / "bench.yaml"
-        spec.write_text(SPEC.format(w=WINDOW, budget=containers, history=PERIOD))
+        spec = project(root, folder, SPEC.format(w=WINDOW, budget=containers, history=PERIOD))
         log = root / "lake" / "bench" / "moves.jsonl"
         prefill(log, folder, logged)
         pipeline = Pipeline(load_spec(spec, base_dir=root))
