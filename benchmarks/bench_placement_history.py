@@ -1,6 +1,7 @@
 """A placement loop's batch time against the history it has kept: moves logged, states.
 
     python benchmarks/bench_placement_history.py [--size 20x4] [--logged 0,10000,100000]
+    python benchmarks/bench_placement_history.py --soak 2000
 
 A loop that has run for weeks has logged 10^5 to 10^6 moves. Each case runs the
 benchmark's placement pipeline (usage windows → cluster model → balance → moves log) over
@@ -9,6 +10,10 @@ the same generated cluster, its moves log holding ``N`` earlier moves (each cont
 in every case). Printed: the median batch time (the first batch, which reads the log once
 in this process, apart), that first batch, and their ratios to the case with an empty log,
 measured in the same run.
+
+``--soak N``: a loop of N windows as the stream worker runs it: the usage file grows a
+window at a time, and each time the pipeline cuts (scanning its ledger) and runs the new
+batch. Printed: the median cut and batch time over the first and the last hundred windows.
 
 Then the cluster model's state store, which keeps a state per window (the newest 1,000, for
 reruns): a batch's look-up of the last state and save of its own, in a store holding 10
@@ -86,13 +91,51 @@ def state_store(kept: int, rounds: int = 300) -> float:
     return statistics.median(seconds)
 
 
+def soak(windows: int, containers: int, hosts: int) -> None:
+    """Cut and run one window at a time while the file grows; the first and last 100."""
+    model = generate(containers, hosts, ticks=windows * WINDOW, period=PERIOD, seed=containers)
+    with tempfile.TemporaryDirectory() as tmp:
+        root, case = Path(tmp), Path(tmp) / "case"
+        write_case(case, model)
+        lines = (case / "container_usage.csv").read_bytes().splitlines(keepends=True)
+        header, body = lines[0], lines[1:]
+        per = containers * WINDOW
+        (case / "container_usage.csv").write_bytes(header)
+        spec = project(root, case, SPEC.format(w=WINDOW, budget=containers, history=PERIOD))
+        data = root / "data" / "container_usage.csv"
+        pipeline = Pipeline(load_spec(spec, base_dir=root))
+        cuts, batches = [], []
+        for k in range(windows + 1):  # a window is cut once the next one's first tick came
+            with open(data, "ab") as f:
+                f.write(b"".join(body[k * per : (k + 1) * per]))
+            started = time.perf_counter()
+            new = pipeline.plan()
+            cuts.append(time.perf_counter() - started)
+            for batch in new:
+                started = time.perf_counter()
+                pipeline.run(batch)
+                batches.append(time.perf_counter() - started)
+        pipeline.close()
+    first, last = slice(1, 101), slice(-100, None)
+    print(f"soak: {len(batches)} windows of generated {containers}x{hosts}, one cut each")
+    for name, part in (("first 100", first), ("last 100", last)):
+        print(
+            f"  {name}: cut {statistics.median(cuts[part]) * 1000:.2f} ms, "
+            f"batch {statistics.median(batches[part]) * 1000:.2f} ms"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--soak", type=int, default=0, help="windows of a growing file, one by one")
     ap.add_argument("--size", default="20x4", help="containers x hosts")
     ap.add_argument("--logged", default="0,10000,100000", help="moves already logged")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     c, h = (int(n) for n in args.size.split("x"))
+    if args.soak:
+        soak(args.soak, c, h)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "case"
         write_case(folder, generate(c, h, ticks=TICKS, period=PERIOD, seed=c))
