@@ -75,9 +75,11 @@ class Ledger:
         )
 
     def find(self, window: str, batch_id: str) -> Entry | None:
+        return self._find(window, batch_id, f"{self._root}/window={window}/{batch_id}.json")
+
+    def _find(self, window: str, batch_id: str, path: str) -> Entry | None:
         # a string path and a stat: a scan of a window finds thousands of entries, and
         # pathlib's joins cost as much as the stat
-        path = os.path.join(self._root, f"window={window}", f"{batch_id}.json")
         key = (window, batch_id)
         try:
             st = os.stat(path)
@@ -121,8 +123,13 @@ class Ledger:
             names = os.listdir(folder)
         except FileNotFoundError:
             return []
-        ids = [n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
-        entries = [self.get(window, i) for i in ids]
+        prefix = f"{folder}/"
+        entries = []
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                entry = self._find(window, name[:-5], prefix + name)
+                if entry is not None:  # else removed since the listing
+                    entries.append(entry)
         entries.sort(key=lambda e: (e.batch.created_at, e.batch.seq, e.batch.id))
         if time.time_ns() - st.st_mtime_ns > SETTLED_NS:
             self._settled[window] = (stamp, entries)
