@@ -74,17 +74,24 @@ def split_lines(data: bytes) -> tuple[pa.Array, np.ndarray]:
     return records.cast(pa.binary()), spans
 
 
+def _records_bytes(records: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Where each record of a binary array starts in its bytes (and, last, where they end),
+    and those bytes, read from Arrow's buffers without a copy (a slice's included)."""
+    _, offsets, data = records.buffers()
+    bounds = np.frombuffer(offsets, np.int32, len(records) + 1, records.offset * 4)
+    starts = bounds.astype(np.int64) - int(bounds[0])
+    return starts, np.frombuffer(data, np.uint8, int(starts[-1]), int(bounds[0]))
+
+
 def joined_lines(records: pa.Array) -> bytes:
     """The records one per line, as a CSV reader takes them (Arrow's binary_join over a
     list of them took a tenth of a placement loop)."""
     n = len(records)
     if not n:
         return b""
-    _, offsets, data = records.buffers()
-    bounds = np.frombuffer(offsets, np.int32, n + 1, records.offset * 4).astype(np.int64)
-    body = np.frombuffer(data, np.uint8, bounds[-1] - bounds[0], bounds[0])
+    starts, body = _records_bytes(records)
     out = np.empty(len(body) + n, np.uint8)
-    newline = bounds[1:] - bounds[0] + np.arange(n)  # after each record, ahead by the ones before
+    newline = starts[1:] + np.arange(n)  # after each record, ahead by the ones before
     line = np.ones(len(out), bool)
     line[newline] = False
     out[newline] = 10
@@ -104,15 +111,11 @@ def plain_lines(records: pa.Array) -> bool:
     null, not blank (whitespace only) and not ending in a line break. Over the bytes with
     numpy, in few steps (in a batch's loop each costs microseconds): only the records that
     start with whitespace are looked at whole."""
-    n = len(records)
-    if not n or records.null_count:
+    if not len(records) or records.null_count:
         return False
-    _, offsets, data = records.buffers()
-    bounds = np.frombuffer(offsets, np.int32, n + 1, records.offset * 4)
-    starts = bounds - bounds[0]
+    starts, body = _records_bytes(records)
     if (starts[1:] == starts[:-1]).any():
         return False
-    body = np.frombuffer(data, np.uint8, int(starts[-1]), int(bounds[0]))
     if _BREAK[body[starts[1:] - 1]].any():
         return False
     odd = np.flatnonzero(_SPACE[body[starts[:-1]]])

@@ -79,9 +79,7 @@ class CsvDecoder(Decoder):
             header = headers.pop()
         if not plain_lines(values):
             return None
-        body = joined_lines(values)
-        if header is not None:
-            body = header.rstrip(b"\r\n") + b"\n" + body
+        body = _with_header(joined_lines(values), header)
         try:
             table = self._arrow_csv(body, use_threads=True)
         except pa.ArrowInvalid:
@@ -151,7 +149,7 @@ class CsvDecoder(Decoder):
     @staticmethod
     def _body(rows: list[int], lines: list[bytes | None], header: bytes | None) -> bytes:
         body = b"\n".join(lines[i].rstrip(b"\r\n") for i in rows)  # type: ignore[union-attr]
-        return body if header is None else header.rstrip(b"\r\n") + b"\n" + body
+        return _with_header(body, header)
 
     def _read(
         self,
@@ -188,3 +186,7 @@ class CsvDecoder(Decoder):
             convert_options=self._convert,
         )
         return table, [i for i in rows if i not in skipped]
+
+
+def _with_header(body: bytes, header: bytes | None) -> bytes:
+    return body if header is None else header.rstrip(b"\r\n") + b"\n" + body
