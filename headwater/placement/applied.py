@@ -60,13 +60,6 @@ class AppliedMoves(Sequence[Move]):
     def __iter__(self) -> Iterator[Move]:
         return iter(self._moves)
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, AppliedMoves):
-            return self._moves == other._moves
-        return isinstance(other, list) and self._moves == other
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
 
 #: A change of host: (tick from which it applies, its place in the log, container, host).
 Change = tuple[int, int, str, str]

@@ -238,7 +238,7 @@ class StateStore:
             return None
         end = int(name[6:26])
         if name.endswith(".json") and name[:26] + ".arrow" in candidates:
-            name = name[:26] + ".arrow"  # both, from a rerun cut short: as _state_file
+            name = name[:26] + ".arrow"  # both, from a rerun cut short: the Arrow one
         if end in self._states:
             return self._states[end]
         if name.endswith(".arrow"):
@@ -294,10 +294,6 @@ class StateStore:
 #: The files of a state store: states (JSON, or Arrow IPC with the history), and the
 #: history earlier versions kept beside a JSON state as Parquet.
 KNOWN = {"state.json", "state.arrow", "usage.parquet"}
-
-
-def _state_file(names: list[str]) -> str | None:
-    return next((n for n in sorted(names) if n.startswith("state-")), None)
 
 
 def _read_ipc(path: Path) -> pa.Table:

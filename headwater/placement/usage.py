@@ -40,10 +40,6 @@ class Hosts:
     capacity: np.ndarray  # (H, M); hosts without a usable capacity are left out
     without_capacity: dict[str, str]  # host → why it has none
 
-    @property
-    def index(self) -> dict[str, int]:
-        return {h: i for i, h in enumerate(self.names)}
-
     def positions(self, values: np.ndarray) -> np.ndarray:
         """Positions of ``values`` (all known hosts) in ``names``, by one sorted search."""
         order, ordered = self._sorted

@@ -83,4 +83,4 @@ def test_the_log_grows_in_place_and_answers_a_tick_moves():
     assert log.last_time == 5
     assert [m["container_name"] for m in log.at(5)] == ["a", "c"]
     assert [m["container_name"] for m in log] == ["a", "b", "c"]
-    assert log == [dict(m) for m in log] and log[1]["time"] == 3
+    assert list(log) == [dict(m) for m in log] and log[1]["time"] == 3
