@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, overload
 
 Move = dict[str, Any]  # HOTS's record: container_name, old_host, new_host, time (int)
@@ -35,10 +36,11 @@ class AppliedMoves(Sequence[Move]):
         start = len(self._moves)
         self._moves.extend(moves)
         by_time = self._by_time
-        for move in self._moves[start:]:
+        added = self._moves[start:]
+        for move in added:
             by_time.setdefault(move["time"], []).append(move)
-        if len(self._moves) > start:
-            last = max(move["time"] for move in self._moves[start:])
+        if added:
+            last = max(map(itemgetter("time"), added))
             self.last_time = last if self.last_time is None else max(self.last_time, last)
 
     def at(self, time: int) -> list[Move]:

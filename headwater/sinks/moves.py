@@ -42,10 +42,9 @@ class MovesSink(Sink):
             )
         moves = table.select(["container_name", "old_host", "new_host", "time"]).to_pylist()
         status = self.connector.apply(moves, int(tick))
-        where = getattr(self.connector, "path", None) or getattr(self.connector, "topic", "")
         return {
             "connector": self.config.connector.kind,
-            "to": str(where),
+            "to": self.connector.target,
             "moves": len(moves),
             "status": status,
         }

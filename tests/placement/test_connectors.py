@@ -9,7 +9,13 @@ import os
 import pytest
 
 from headwater.errors import HeadwaterError
-from headwater.placement.connectors import BULK, FileConnector, _parse_bulk
+from headwater.placement.connectors import (
+    BULK,
+    ConnectorConfig,
+    FileConnector,
+    _parse_bulk,
+    connector_for,
+)
 
 
 def move(container: str, new: str, time: int, old: str = "h0") -> dict:
@@ -148,3 +154,36 @@ def test_a_long_log_read_whole_by_arrow_gives_what_line_by_line_gives(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(HeadwaterError, match=r"moves.jsonl:501: not a move"):
         FileConnector(path).applied()
+
+
+def test_users_of_one_log_in_a_process_share_one_read_of_it(ctx, tmp_path):
+    """The cluster model and the moves sink each used to read the whole history on a
+    process's first batch; they now share one connector, closed with its last user."""
+    config = ConnectorConfig()  # the pipeline's moves.jsonl in the lake
+    model, sink = connector_for(config, ctx), connector_for(config, ctx)
+    other = connector_for(ConnectorConfig(file=str(tmp_path / "other.jsonl")), ctx)
+    try:
+        sink.apply([move("a", "h1", 3)], 3)
+        seen = model.applied()
+        assert [m["container_name"] for m in seen] == ["a"]
+        assert sink.applied() is seen  # one read, not one per user
+        assert other.applied() is not seen and len(other.applied()) == 0
+        sink.close()
+        sink.close()  # a second close is harmless
+        with pytest.raises(HeadwaterError, match="used after close"):
+            sink.applied()
+        model.apply([move("b", "h2", 7)], 7)  # the other user still has it
+        assert [m["container_name"] for m in model.applied()] == ["a", "b"]
+        late = connector_for(config, ctx)  # open while a user is: the same connector
+        assert late.applied() is model.applied()
+        late.close()
+    finally:
+        model.close()
+        other.close()
+    fresh = connector_for(config, ctx)  # the last user closed it: a new one reads anew
+    try:
+        assert fresh.applied() is not seen
+        assert [m["container_name"] for m in fresh.applied()] == ["a", "b"]
+        assert fresh.target == str(ctx.lake.pipeline_dir(ctx.pipeline) / "moves.jsonl")
+    finally:
+        fresh.close()
