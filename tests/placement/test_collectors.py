@@ -67,6 +67,25 @@ def test_a_state_kept_with_its_history_is_one_file_read_back_by_another_process(
     assert not (tmp_path / "s" / f"state-{12:020d}.arrow").exists()
 
 
+def test_a_large_history_is_kept_compressed_and_read_back_whole(tmp_path):
+    n = 100_000  # above a megabyte: LZ4-compressed
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "tick": np.repeat(np.arange(10), n // 10),
+            "container_id": pa.array([f"c_{i % 5000}" for i in range(n)]),
+            "cpu": rng.random(n),
+        }
+    )
+    store = StateStore(tmp_path / "s")
+    store.save(State(10, 0, {"c_0": "h1"}), table)
+    path = tmp_path / "s" / f"state-{10:020d}.arrow"
+    assert path.stat().st_size < table.nbytes / 1.5  # compressed on disk
+    fresh = StateStore(tmp_path / "s")  # another process
+    assert fresh.latest(10) == State(10, 0, {"c_0": "h1"})
+    assert fresh.history(10).equals(table)
+
+
 def test_states_and_history_kept_by_an_earlier_version_are_still_read(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()
