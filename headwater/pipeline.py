@@ -152,13 +152,21 @@ def overlapped(
     committed: a batch already started is abandoned (its files are rewritten when it is
     run again, by the same id) and the generator stops; the caller runs the failed batch
     again, then the rest. Once ``stop()`` is true no further batch is started: the one in
-    hand is finished. Closing the generator early abandons a started batch.
+    hand is finished. Closing the generator early abandons a started batch. A closed-loop
+    pipeline (:attr:`Pipeline.closed_loop`) commits each batch before starting the next:
+    its placement model reads the moves the batch before applied (only reading and
+    decoding the next batch go on meanwhile).
     """
     pending: Started | None = None
     try:
         for batch in in_turn(pipeline, batches):
             if stop():
                 break
+            if pending is not None and pipeline.closed_loop:  # k+1 reads what k applies
+                done, pending = _finish(pipeline, pending), None
+                yield done
+                if isinstance(done[1], HeadwaterError):
+                    return
             try:
                 started = pipeline.start(batch)
             except HeadwaterError as exc:
@@ -219,6 +227,9 @@ class Pipeline:
         self.sinks = {
             s.name: [(k.name, _build("sinks", k, ctx)) for k in s.sinks] for s in spec.streams
         }
+        #: Whether a batch's processing reads what the batch before it applied through its
+        #: sinks (a placement loop): then batches are not overlapped (see :func:`overlapped`).
+        self.closed_loop = any(p.closed_loop for ps in self.processors.values() for p in ps)
         self._next: Batch | None = None
         self._ahead: tuple[str, Future] | None = None
         self._reader: ThreadPoolExecutor | None = None

@@ -8,7 +8,7 @@ stream. A processor may refuse malformed rows; they go to the quarantine with th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +29,11 @@ class Processed:
 
 
 class Processor(Component):
+    #: Whether the processor reads what the previous batch's sinks applied (a placement
+    #: model reads the moves the last batch's sink logged: a closed loop). A pipeline with
+    #: one commits each batch before it starts the next (see :func:`overlapped`).
+    closed_loop: ClassVar[bool] = False
+
     def process(self, table: pa.Table) -> pa.Table | pa.Array | pa.ChunkedArray | Processed:
         """Return the output table, a boolean keep-mask over ``table``, or :class:`Processed`."""
         raise NotImplementedError

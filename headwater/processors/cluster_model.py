@@ -53,6 +53,7 @@ class ClusterModelConfig(ComponentConfig):
 
 class ClusterModel(Processor):
     Config = ClusterModelConfig
+    closed_loop = True  # the model reads back the moves the last batch applied
 
     def __init__(self, config: ClusterModelConfig, ctx):
         super().__init__(config, ctx)

@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.pipeline import Pipeline
+from headwater.pipeline import BatchReport, Pipeline, overlapped
 from headwater.placement.generate import generate, hosts_table, usage_table
 from headwater.spec.load import load_spec
 
@@ -121,8 +122,6 @@ def test_generated_cluster_over_several_batches(tmp_path):
     model = generate(100, 10, ticks=24, seed=3)
     data = tmp_path / "gen"
     data.mkdir()
-    import pyarrow.csv as pcsv
-
     pcsv.write_csv(
         usage_table(model), data / "container_usage.csv", pcsv.WriteOptions(quoting_style="none")
     )
@@ -367,6 +366,37 @@ def test_a_placement_loop_runs_its_windows_one_at_a_time(tmp_path):
         pipeline.close()
     assert len(batches) == 3
     assert {t["headwater/partition_group"] for t in tags} == {"place:windows"}
+
+
+def test_a_backlog_run_overlapped_decides_what_one_batch_at_a_time_decides(tmp_path):
+    """``headwater stream`` runs a backlog overlapped: batch k+1 processed while batch k's
+    sinks write. A placement loop's model reads the moves batch k applies, so its batches
+    must not overlap: they did, and each window was decided on a stale placement."""
+    model = generate(20, 4, ticks=48, period=24, seed=20)
+    data = tmp_path / "gen"
+    data.mkdir()
+    plain = pcsv.WriteOptions(quoting_style="none")
+    pcsv.write_csv(usage_table(model), data / "container_usage.csv", plain)
+    pcsv.write_csv(hosts_table(model), data / "node_meta.csv", plain)
+    logs = []
+    for name, overlap in (("plain", False), ("overlapped", True)):
+        root = tmp_path / name
+        root.mkdir()
+        pipeline = Pipeline(load_spec(project(root, data, window=6, budget=20), base_dir=root))
+        try:
+            assert pipeline.closed_loop
+            batches = pipeline.plan()
+            if overlap:
+                outcomes = list(overlapped(pipeline, batches))
+                assert all(isinstance(done, BatchReport) for _, done in outcomes)
+            else:
+                for batch in batches:
+                    pipeline.run(batch)
+        finally:
+            pipeline.close()
+        logs.append(moves_log(root))
+    assert logs[0]  # the loop moved containers, so a stale placement would show
+    assert logs[1] == logs[0]
 
 
 def test_a_missing_hosts_file_fails_at_load_naming_the_key(tmp_path):
