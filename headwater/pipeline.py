@@ -37,6 +37,8 @@ from headwater.spec.load import LoadedSpec
 from headwater.spec.model import ComponentSpec
 
 WINDOW_FORMATS = {"daily": "%Y-%m-%d", "hourly": "%Y-%m-%d-%H:00"}
+#: The run group of a closed loop's batches when its source has no groups of its own.
+LOOP_GROUP = "loop"
 
 
 def utcnow() -> dt.datetime:
@@ -250,10 +252,16 @@ class Pipeline:
         Input of the source groups in ``hold`` is left for a later cut (see the sensor).
         """
         planned, pending = self.peek()
-        group = self.source.group
-        new = self.record([p for p in planned if group(p[0]) not in hold])
+        new = self.record([p for p in planned if self.group(p[0]) not in hold])
         known = {b.id for b in pending}
         return new, pending + [b for b in new if b.id not in known]
+
+    def group(self, coordinates: dict[str, Any]) -> str | None:
+        """The batch's run group: runs of a group go one at a time (the run queue's limit).
+        The source's group; for a closed loop, one group whatever the source says (its
+        batches are a sequence, each reading what the one before applied)."""
+        group = self.source.group(coordinates)
+        return LOOP_GROUP if group is None and self.closed_loop else group
 
     def peek(self) -> tuple[list[tuple[dict[str, Any], int]], list[Batch]]:
         """The batches the source would cut now, as ``(coordinates, records)`` (not recorded),

@@ -97,7 +97,7 @@ class BatchRunner:
             instance=self.instance,
             partition_key=batch.window,
             tags=batch_tags(
-                batch, source.describe(batch.coordinates), source.group(batch.coordinates)
+                batch, source.describe(batch.coordinates), self.pipeline.group(batch.coordinates)
             ),
             raise_on_error=False,
         )

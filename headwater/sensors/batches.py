@@ -53,13 +53,13 @@ def batch_run_config(batch: Batch, overrides: list[str] | None = None) -> BatchR
     )
 
 
-def run_request(spec: LoadedSpec, batch: Batch, source) -> RunRequest:
+def run_request(spec: LoadedSpec, batch: Batch, pipeline) -> RunRequest:
     coords = batch.coordinates
     return RunRequest(
         run_key=batch.id,
         partition_key=batch.window,
         run_config=RunConfig(ops={op_name(spec): batch_run_config(batch)}),
-        tags=batch_tags(batch, source.describe(coords), source.group(coords)),
+        tags=batch_tags(batch, pipeline.source.describe(coords), pipeline.group(coords)),
     )
 
 
@@ -114,7 +114,7 @@ def build_batch_sensor(spec: LoadedSpec, job):
             }
         )
         return SensorResult(
-            run_requests=[run_request(spec, b, pipeline.source) for b in pending],
+            run_requests=[run_request(spec, b, pipeline) for b in pending],
             cursor=cursor,
         )
 

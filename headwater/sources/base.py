@@ -56,6 +56,12 @@ class Source(Component):
         """Whether this source instance runs these batches (a Kafka worker runs one group)."""
         return True
 
+    @classmethod
+    def parallel_groups(cls, config: Any) -> tuple[str, int]:
+        """The setting that splits the input into groups whose batches run in parallel, and
+        its value (one group: batches of a group run one at a time)."""
+        return "", 1
+
     def group(self, coordinates: dict[str, Any]) -> str | None:
         """Batches of one group must not run at once (they share partitions); None: any may."""
         return None

@@ -204,6 +204,10 @@ class KafkaSource(Source):
     def owns(self, coordinates: dict[str, Any]) -> bool:
         return self.config.only_group in (None, coordinates.get("group"))
 
+    @classmethod
+    def parallel_groups(cls, config: KafkaConfig) -> tuple[str, int]:
+        return "partition_groups", config.partition_groups
+
     def group(self, coordinates: dict[str, Any]) -> str | None:
         return str(coordinates.get("group", 0))
 

@@ -269,6 +269,7 @@ def load_spec(
     base = (base_dir or Path.cwd()).resolve()
     streams = _streams(model, problems, base)
     _check_input_files("sources", source, ("source",), base, problems)
+    _check_closed_loop(source, streams, problems)
     _check_catalog_files(model, base, problems)
     if problems.items:
         raise SpecError(shown, problems.items)
@@ -317,6 +318,33 @@ def _streams(model: PipelineSpec, problems: _Problems, base: Path) -> list[Strea
             stream.description,
         )
     return _in_dependency_order(plans, problems)
+
+
+def _check_closed_loop(
+    source: ComponentSpec | None, streams: list[StreamPlan], problems: _Problems
+) -> None:
+    """A closed loop (a placement model reading what the last batch applied) runs its
+    batches one after another: a source whose groups of batches run in parallel cannot feed
+    it."""
+    if source is None:
+        return
+    key, groups = registry.lookup("sources", source.name).parallel_groups(source.config)
+    loop = next(
+        (
+            p
+            for s in streams
+            for p in s.processors
+            if registry.lookup("processors", p.name).closed_loop
+        ),
+        None,
+    )
+    if groups > 1 and loop is not None:
+        problems.add(
+            ("source", source.name, key),
+            f"{groups} groups of batches would run in parallel, but {loop.where} runs a closed "
+            "loop: each batch reads what the one before it applied, so they run one at a "
+            f"time. Set {key}: 1 (or leave it out).",
+        )
 
 
 def _check_input_files(

@@ -12,6 +12,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+from headwater.errors import SpecError
 from headwater.pipeline import BatchReport, Pipeline, overlapped
 from headwater.placement.generate import generate, hosts_table, usage_table
 from headwater.spec.load import load_spec
@@ -397,6 +398,37 @@ def test_a_backlog_run_overlapped_decides_what_one_batch_at_a_time_decides(tmp_p
         logs.append(moves_log(root))
     assert logs[0]  # the loop moved containers, so a stale placement would show
     assert logs[1] == logs[0]
+
+
+def test_a_closed_loop_runs_in_one_group_whatever_its_source(tmp_path):
+    """The run queue keeps one run per group at a time: a folder of usage files has no groups
+    of its own (its batches may run in parallel), so a closed loop's batches get one."""
+    spec = project(tmp_path).read_text()
+    spec = spec.replace("{usage: {path: data, window_ticks: 4}}", "{files: {path: data}}")
+    (tmp_path / "pipelines" / "p.yaml").write_text(spec)
+    pipeline = Pipeline(load_spec(tmp_path / "pipelines" / "p.yaml", base_dir=tmp_path))
+    try:
+        assert pipeline.closed_loop
+        assert pipeline.source.group({"files": []}) is None
+        assert pipeline.group({"files": []}) == "loop"
+    finally:
+        pipeline.close()
+
+
+def test_a_closed_loop_fed_by_parallel_groups_fails_at_load_naming_the_key(tmp_path):
+    spec = project(tmp_path).read_text()
+    kafka = (
+        'kafka: {bootstrap_servers: "127.0.0.1:9"}\n'
+        "source: {kafka: {topics: [usage], group: g, partition_groups: 3}}"
+    )
+    spec = spec.replace("source: {usage: {path: data, window_ticks: 4}}", kafka)
+    (tmp_path / "pipelines" / "p.yaml").write_text(spec)
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "pipelines" / "p.yaml", base_dir=tmp_path)
+    (problem,) = info.value.problems
+    assert "p.yaml:5: source.kafka.partition_groups: 3 groups of batches" in problem
+    assert "streams.cluster_model.processors[0].cluster_model runs a closed loop" in problem
+    assert "Set partition_groups: 1" in problem
 
 
 def test_a_missing_hosts_file_fails_at_load_naming_the_key(tmp_path):
