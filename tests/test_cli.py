@@ -110,3 +110,17 @@ def test_a_broken_spec_beside_does_not_stop_running_another(project):
     assert "placement_decisions" in done.stdout
     bad = invoke("validate", "pipelines/broken.yaml")
     assert bad.exit_code != 0 and "sometimes" in bad.output
+
+
+def test_stream_runs_the_placement_loop_as_run_does(project):
+    """The worker overlaps a backlog's batches; a closed loop's must not be (each window's
+    model reads the moves the one before applied): both commands log the same moves."""
+    streamed = invoke("stream", "placement", "--idle-exit", "1", "--set", "lake=lake_stream")
+    assert streamed.exit_code == 0, streamed.output
+    assert "(batches as it cuts them, once input waited" in streamed.output
+    assert invoke("run", "placement").exit_code == 0
+    logs = [
+        [json.loads(line) for line in (project / lake / "placement" / "moves.jsonl").open()]
+        for lake in ("lake_stream", "lake")
+    ]
+    assert logs[0] and logs[0] == logs[1]

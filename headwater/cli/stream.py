@@ -76,10 +76,16 @@ def stream(
             on_error=lambda exc: err.print(f"[yellow]waiting:[/] {exc}", highlight=False),
         )
         p.warm()  # ready before saying so: the first batches do not pay for start-up
+        wait = f"{worker.max_wait * 1000:.0f} ms"
+        cap = worker.cap()  # a source without a record cap cuts its own (a usage window)
+        rule = (
+            f"at most {cap} records or {wait}"
+            if cap
+            else f"as it cuts them, once input waited {wait}"
+        )
         out.print(
             f"pipeline [bold]{p.name}[/]: streaming from its {p.spec.source.name} source "
-            f"(batches of at most {worker.cap() or '?'} records or {worker.max_wait * 1000:.0f} "
-            "ms); Ctrl-C stops after the batch in hand"
+            f"(batches {rule}); Ctrl-C stops after the batch in hand"
         )
         stats = worker.run_until_signalled()
     except HeadwaterError as exc:
