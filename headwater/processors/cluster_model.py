@@ -14,6 +14,7 @@ reason; event rows (a non-null ``event_type``) update the placement (see
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
@@ -61,6 +62,7 @@ class ClusterModel(Processor):
         self.connector = connector_for(config.connector, ctx)
         self.states = StateStore(ctx.lake.component_dir(ctx.pipeline, "_cluster", ctx.where))
         self._hosts: Hosts | None = None
+        self._hosts_seen: tuple[int, int, int] | None = None  # the file's identity when read
 
     def close(self) -> None:
         self.connector.close()
@@ -70,8 +72,17 @@ class ClusterModel(Processor):
         return {"hosts": config.hosts}
 
     def hosts(self) -> Hosts:
-        if self._hosts is None:
-            self._hosts = load_hosts(self.ctx.path(self.config.hosts), self.config.columns)
+        """The hosts file, read again when it changed: a worker runs for weeks, and a host
+        added to the cluster (or a capacity changed) counts from the next batch on."""
+        path = self.ctx.path(self.config.hosts)
+        try:
+            st = os.stat(path)
+            seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            seen = None  # load_hosts says why it cannot be read
+        if self._hosts is None or seen is None or seen != self._hosts_seen:
+            self._hosts = load_hosts(path, self.config.columns)
+            self._hosts_seen = seen
         return self._hosts
 
     def process(self, table: pa.Table) -> Processed:

@@ -431,6 +431,27 @@ def test_a_closed_loop_fed_by_parallel_groups_fails_at_load_naming_the_key(tmp_p
     assert "Set partition_groups: 1" in problem
 
 
+def test_a_host_added_to_the_hosts_file_counts_from_the_next_batch(tmp_path):
+    """A worker keeps its pipeline for weeks: the hosts file is read again once it changed."""
+    pipeline = Pipeline(load_spec(project(tmp_path), base_dir=tmp_path))
+    try:
+        first, *rest = pipeline.plan()
+        before = meta(pipeline.run(first), "cluster_model")["hosts"]
+        hosts = tmp_path / "data" / "node_meta.csv"
+        added = hosts.read_text().rstrip("\n") + "\nn_new,100\n"
+        tmp = hosts.with_suffix(".tmp")
+        tmp.write_text(added)
+        tmp.replace(hosts)  # replaced whole, as a hosts file should be
+        after = [pipeline.run(b) for b in rest]
+    finally:
+        pipeline.close()
+    assert [meta(r, "cluster_model")["hosts"] for r in after] == [before + 1] * len(rest)
+    db = duckdb.connect(str(tmp_path / "lake" / "place.duckdb"), read_only=True)
+    idle = db.execute("select count(*) from cluster_model where host_id = 'n_new'").fetchone()
+    db.close()
+    assert idle == (len(rest),)  # an idle host's row in each later window's model
+
+
 def test_a_missing_hosts_file_fails_at_load_naming_the_key(tmp_path):
     from headwater.errors import SpecError
 
