@@ -61,6 +61,9 @@ class State:
     end: int  # first tick after the window this state closes
     since_rebuild: int = 0
     placement: dict[str, str] = field(default_factory=dict)
+    #: Each running container's last modelled tick (the model fills it): a later row of
+    #: the container at or before it is late. None: every row before ``end`` is.
+    ticks: dict[str, int] | None = None
 
 
 @dataclass
@@ -246,7 +249,7 @@ class StateStore:
                 data = json.loads(pa.ipc.open_file(f).schema.metadata[STATE_KEY])
         else:
             data = json.loads((self.folder / name).read_text())
-        return State(data["end"], data["since_rebuild"], data["placement"])
+        return State(data["end"], data["since_rebuild"], data["placement"], data.get("ticks"))
 
     def history(self, end: int) -> pa.Table | None:
         """The usage rows kept by the window ending at ``end`` (see ``history_ticks``)."""

@@ -4,8 +4,8 @@
 metric columns, e.g. ``memory``, may follow). ``node_meta.csv``: ``machine_id,cpu`` capacity
 per metric. A row that cannot be modelled is refused with the first reason that applies:
 a missing field, a negative usage, a host the cluster does not have, a host without
-capacity, or a tick out of order (earlier than a row before it, or than the window already
-modelled).
+capacity, or a tick out of its container's order (earlier than, or the same as, a row of
+that container before it, in this batch or a window already modelled).
 """
 
 from __future__ import annotations
@@ -89,7 +89,29 @@ def load_hosts(path: Path, columns: UsageColumns) -> Hosts:
     return Hosts([names[i] for i in keep], caps[keep], without)
 
 
-def refusals(table: pa.Table, hosts: Hosts, columns: UsageColumns, after: int | None) -> np.ndarray:
+@dataclass(frozen=True)
+class Modelled:
+    """How far earlier windows modelled the containers: a row at or before its container's
+    last modelled tick is late. ``ticks`` is None for a state that did not record them
+    (an earlier version's, or a third-party collector's): then every row before ``end``,
+    the first tick after the last window, is late."""
+
+    end: int
+    ticks: dict[str, int] | None = None
+
+    def last(self, containers: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Each row's container's last modelled tick; -inf for one never modelled."""
+        if self.ticks is None:
+            return np.full(len(containers), self.end - 1, dtype=float)
+        known = pa.array(list(self.ticks), pa.string())
+        at = pc.index_in(pc.cast(containers, pa.string()), value_set=known)
+        values = np.append(np.fromiter(self.ticks.values(), float, len(self.ticks)), -np.inf)
+        return values[pc.fill_null(at, len(self.ticks)).to_numpy(zero_copy_only=False)]
+
+
+def refusals(
+    table: pa.Table, hosts: Hosts, columns: UsageColumns, modelled: Modelled | None
+) -> np.ndarray:
     """The reason each row cannot be modelled ('' for good rows), first reason first."""
     n = table.num_rows
     reasons = np.full(n, "", dtype=object)
@@ -120,7 +142,7 @@ def refusals(table: pa.Table, hosts: Hosts, columns: UsageColumns, after: int | 
         nocap = member(host, list(hosts.without_capacity))
         flag(nocap, lambda rows: [hosts.without_capacity[h] for h in names(rows)])
     flag(~member(host, hosts.known), lambda rows: [f"usage: unknown host {h}" for h in names(rows)])
-    flag_ticks(table, columns, after, flag)
+    flag_ticks(table, columns, modelled, flag, reasons)
     return reasons
 
 
@@ -128,17 +150,68 @@ def _negative(name: str, values: np.ndarray, rows: np.ndarray) -> list[str]:
     return [f"usage: {name} is negative: {values[r]}" for r in rows]
 
 
-def flag_ticks(table: pa.Table, columns: UsageColumns, after: int | None, flag) -> None:
+def flag_ticks(
+    table: pa.Table, columns: UsageColumns, modelled: Modelled | None, flag, reasons: np.ndarray
+) -> None:
+    """Ticks: integers, each container's in order. Order is a container's own: rows of
+    different containers may interleave (a topic's partitions, producers on many hosts),
+    and a batch may end part-way through a tick (its other rows come with the next)."""
     ticks = _floats(table[columns.tick])
     flag(~np.isfinite(ticks) | (ticks != np.round(ticks)), "usage: tick is not an integer")
     safe = np.where(np.isnan(ticks), -np.inf, ticks)
-    if after is not None:
-        flag(safe < after, f"usage: tick before {after}, a window already modelled (late row)")
-    order = np.argsort(_offsets(table), kind="stable")  # rows in the order they arrived
-    seen = np.maximum.accumulate(safe[order])
-    late = np.zeros(len(ticks), dtype=bool)
-    late[order[1:]] = safe[order[1:]] < seen[:-1]
-    flag(late, "usage: tick out of order (earlier than a row before it)")
+    container = table[columns.container]
+    if modelled is not None:
+        last = modelled.last(container)
+        flag(
+            safe <= last,
+            lambda rows: [
+                f"usage: tick {int(safe[r])} of a container modelled up to tick "
+                f"{int(last[r])} (late row)"
+                for r in rows
+            ],
+        )
+    # each container's rows in the order they arrived (per file or partition: _source)
+    group = _codes(container)
+    if "_source" in table.column_names:
+        group = group * (int(_codes(table["_source"]).max(initial=0)) + 1) + _codes(
+            table["_source"]
+        )
+    order = np.lexsort((_offsets(table), group))
+    good = np.where(reasons[order] == "", safe[order], -np.inf)  # refused rows do not count
+    before = _grouped_running_max(good, group[order])
+    tick = safe[order]
+    late, same = np.zeros(len(ticks), bool), np.zeros(len(ticks), bool)
+    late[order] = tick < before
+    same[order] = tick == before
+    flag(late, "usage: tick out of order (earlier than a row of its container before it)")
+    flag(same, "usage: a second row of its container for this tick (duplicate)")
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Each row's value as a small integer (equal values, equal codes)."""
+    encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _grouped_running_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For rows sorted by group: the greatest value of the rows before each in its group
+    (-inf for a group's first). Groups are lifted apart by more than the values' span, so
+    one running maximum serves them all."""
+    n = len(values)
+    if not n:
+        return values
+    finite = values[np.isfinite(values)]
+    low = finite.min() if len(finite) else 0.0
+    span = (finite.max() - low + 1.0) if len(finite) else 1.0
+    starts = np.r_[True, group[1:] != group[:-1]]
+    rank = np.cumsum(starts) - 1  # the group's place among the groups, from 0
+    lifted = np.where(np.isfinite(values), values - low + 1.0, 0.0) + rank * (span + 1.0)
+    running = np.maximum.accumulate(lifted)
+    previous = np.r_[0.0, running[:-1]]
+    out = previous - rank * (span + 1.0) + low - 1.0
+    out[starts] = -np.inf  # nothing before a group's first row
+    out[previous - rank * (span + 1.0) <= 0.0] = -np.inf  # only refused rows before it
+    return out
 
 
 def member(

@@ -14,6 +14,7 @@ reason; event rows (a non-null ``event_type``) update the placement (see
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 
@@ -27,7 +28,14 @@ from headwater.placement import plugins
 from headwater.placement.collectors import STOPPED, Collected, State, StateStore
 from headwater.placement.connectors import ConnectorConfig, connector_for
 from headwater.placement.model import REFUSED_KEY
-from headwater.placement.usage import Hosts, UsageColumns, load_hosts, member, refusals
+from headwater.placement.usage import (
+    Hosts,
+    Modelled,
+    UsageColumns,
+    load_hosts,
+    member,
+    refusals,
+)
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import rejects, rows_refused
 
@@ -93,7 +101,8 @@ class ClusterModel(Processor):
         ticks = pc.cast(usage[cols.tick], pa.float64(), safe=False) if usage.num_rows else None
         top = pc.max(ticks).as_py() if ticks is not None else None
         previous = self.states.latest(int(top)) if top is not None else None
-        reasons = refusals(usage, hosts, cols, previous.end if previous else None)
+        modelled = Modelled(previous.end, previous.ticks) if previous else None
+        reasons = refusals(usage, hosts, cols, modelled)
         good = _select(usage, reasons == "")
         collected = self.collector.collect(
             _rows(good, cols),
@@ -111,7 +120,8 @@ class ClusterModel(Processor):
         window_ticks = len(np.unique(out["tick"].drop_null().to_numpy()))
         out, kept = self._with_history(out, previous, collected)
         if good.num_rows:  # else the window modelled nothing: the last state stays
-            self.states.save(collected.state, kept)
+            state = _with_ticks(collected.state, previous, _select(good, keep), cols)
+            self.states.save(state, kept)
         why = (
             Counter(reasons[reasons != ""])
             + Counter(late[bad_host])
@@ -155,6 +165,26 @@ class ClusterModel(Processor):
         return out, keep
 
 
+def _with_ticks(state: State, previous: State | None, rows: pa.Table, cols: UsageColumns) -> State:
+    """``state`` with each running container's last modelled tick: the latest of the rows
+    modelled here and of what the previous state recorded."""
+    ticks = dict(previous.ticks or {}) if previous is not None else {}
+    if rows.num_rows:
+        latest = (
+            pa.table(
+                {
+                    "c": pc.cast(rows[cols.container], pa.string()),
+                    "t": pc.cast(rows[cols.tick], pa.int64(), safe=False),
+                }
+            )
+            .group_by("c")
+            .aggregate([("t", "max")])
+        )
+        for c, t in zip(latest["c"].to_pylist(), latest["t_max"].to_pylist(), strict=True):
+            ticks[c] = max(t, ticks.get(c, t))
+    return dataclasses.replace(state, ticks={c: ticks[c] for c in state.placement if c in ticks})
+
+
 def _from_tick(table: pa.Table, first: int) -> pa.Table:
     """The rows whose tick is ``first`` or later. A model's rows come in tick order (rows
     out of order are refused), idle hosts' rows (no tick) last: then that is a slice, not
@@ -179,6 +209,7 @@ KINDS = (
     "not an integer",
     "late row",
     "out of order",
+    "duplicate",
     "stopped",
 )
 

@@ -147,7 +147,7 @@ BAD_USAGE = """timestamp,container_id,machine_id,cpu
 0,c_4,n_3,1.0
 0,c_5,n_2,
 1,c_1,n_1,1.0
-0,c_2,n_1,1.0
+0,c_1,n_1,1.0
 1,c_3,n_2,1.0
 2,c_1,n_1,1.0
 3,c_1,n_1,1.0
