@@ -160,7 +160,8 @@ def flag_ticks(
     flag(~np.isfinite(ticks) | (ticks != np.round(ticks)), "usage: tick is not an integer")
     safe = np.where(np.isnan(ticks), -np.inf, ticks)
     container = table[columns.container]
-    if modelled is not None:
+    # every tick a state recorded is before its end: rows all at or after it cannot be late
+    if modelled is not None and len(safe) and safe.min() < modelled.end:
         last = modelled.last(container)
         flag(
             safe <= last,
@@ -172,10 +173,10 @@ def flag_ticks(
         )
     # each container's rows in the order they arrived (per file or partition: _source)
     group = _codes(container)
-    if "_source" in table.column_names:
-        group = group * (int(_codes(table["_source"]).max(initial=0)) + 1) + _codes(
-            table["_source"]
-        )
+    if "_source" in table.column_names:  # one file or partition, the usual case: no need
+        source = _codes(table["_source"])
+        if len(source) and (sources := int(source.max()) + 1) > 1:
+            group = group * sources + source
     order = np.lexsort((_offsets(table), group))
     good = np.where(reasons[order] == "", safe[order], -np.inf)  # refused rows do not count
     before = _grouped_running_max(good, group[order])
@@ -203,11 +204,13 @@ def _grouped_running_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     finite = values[np.isfinite(values)]
     low = finite.min() if len(finite) else 0.0
     span = (finite.max() - low + 1.0) if len(finite) else 1.0
-    starts = np.r_[True, group[1:] != group[:-1]]
+    starts = np.ones(n, bool)
+    np.not_equal(group[1:], group[:-1], out=starts[1:])
     rank = np.cumsum(starts) - 1  # the group's place among the groups, from 0
     lifted = np.where(np.isfinite(values), values - low + 1.0, 0.0) + rank * (span + 1.0)
     running = np.maximum.accumulate(lifted)
-    previous = np.r_[0.0, running[:-1]]
+    previous = np.empty(n)
+    previous[0], previous[1:] = 0.0, running[:-1]
     out = previous - rank * (span + 1.0) + low - 1.0
     out[starts] = -np.inf  # nothing before a group's first row
     out[previous - rank * (span + 1.0) <= 0.0] = -np.inf  # only refused rows before it

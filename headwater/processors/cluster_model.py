@@ -170,17 +170,13 @@ def _with_ticks(state: State, previous: State | None, rows: pa.Table, cols: Usag
     modelled here and of what the previous state recorded."""
     ticks = dict(previous.ticks or {}) if previous is not None else {}
     if rows.num_rows:
-        latest = (
-            pa.table(
-                {
-                    "c": pc.cast(rows[cols.container], pa.string()),
-                    "t": pc.cast(rows[cols.tick], pa.int64(), safe=False),
-                }
-            )
-            .group_by("c")
-            .aggregate([("t", "max")])
-        )
-        for c, t in zip(latest["c"].to_pylist(), latest["t_max"].to_pylist(), strict=True):
+        # numpy over dictionary codes: Arrow's group_by cost a small window 0.2 ms
+        encoded = pc.dictionary_encode(pc.cast(rows[cols.container], pa.string())).combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        tick = pc.cast(rows[cols.tick], pa.int64(), safe=False).to_numpy()
+        latest = np.full(len(encoded.dictionary), np.iinfo(np.int64).min)
+        np.maximum.at(latest, codes, tick)
+        for c, t in zip(encoded.dictionary.to_pylist(), latest.tolist(), strict=True):
             ticks[c] = max(t, ticks.get(c, t))
     return dataclasses.replace(state, ticks={c: ticks[c] for c in state.placement if c in ticks})
 
