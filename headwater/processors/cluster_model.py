@@ -100,9 +100,7 @@ class ClusterModel(Processor):
         event_reasons = _event_refusals(events, cols)
         ticks = pc.cast(usage[cols.tick], pa.float64(), safe=False) if usage.num_rows else None
         top = pc.max(ticks).as_py() if ticks is not None else None
-        previous = self.states.latest(int(top)) if top is not None else None
-        modelled = Modelled(previous.end, previous.ticks) if previous else None
-        reasons = refusals(usage, hosts, cols, modelled)
+        previous, reasons = self._previous(usage, hosts, top)
         good = _select(usage, reasons == "")
         collected = self.collector.collect(
             _rows(good, cols),
@@ -140,6 +138,31 @@ class ClusterModel(Processor):
         out = out.replace_schema_metadata({REFUSED_KEY: str(meta["rows_refused"]).encode()})
         return Processed(out, all_refused, meta)
 
+    def _previous(
+        self, usage: pa.Table, hosts: Hosts, top: float | None
+    ) -> tuple[State | None, np.ndarray]:
+        """The state this batch starts from, and why each of its rows is refused.
+
+        A window starts from the last state before its ticks: a rerun starts where its first
+        run did. But a batch cut from a topic may end part-way through a tick, and the next
+        batch may hold only that tick's other rows: its ticks are then those of the window
+        before, yet it brings what that window did not have. Such a batch starts from that
+        window's state instead (and its state, the tick completed, replaces that one); a
+        rerun brings nothing new, most of its rows being the window's own (late for it)."""
+        cols = self.config.columns
+        if top is None:
+            return None, refusals(usage, hosts, cols, None)
+        before = self.states.latest(int(top))
+        reasons = refusals(usage, hosts, cols, _modelled(before))
+        covering = self.states.latest(int(top) + 1)
+        if covering is None or covering.ticks is None or covering.end != int(top) + 1:
+            return before, reasons
+        against = refusals(usage, hosts, cols, _modelled(covering))
+        late = np.fromiter((r.endswith("(late row)") for r in against), bool, len(against))
+        if (against == "").sum() > late.sum():  # mostly new rows: the tick's rest
+            return covering, against
+        return before, reasons
+
     def _with_history(
         self, out: pa.Table, previous: State | None, collected: Collected
     ) -> tuple[pa.Table, pa.Table | None]:
@@ -163,6 +186,10 @@ class ClusterModel(Processor):
         flags = pa.array(np.ones(keep.num_rows, bool))
         keep = keep.set_column(keep.schema.get_field_index("history"), "history", flags)
         return out, keep
+
+
+def _modelled(state: State | None) -> Modelled | None:
+    return Modelled(state.end, state.ticks) if state is not None else None
 
 
 def _with_ticks(state: State, previous: State | None, rows: pa.Table, cols: UsageColumns) -> State:

@@ -216,3 +216,41 @@ def test_usage_keyed_over_partitions_and_cut_mid_tick_is_all_modelled(
     assert window == {(r["timestamp"], r["container_id"]) for r in rows}
     tick3 = [sum(1 for m in rows_ if m["tick"] == 3) for rows_ in modelled]
     assert sum(tick3) == 10 and all(tick3)  # tick 3's rows, some in each batch
+
+
+def test_a_batch_holding_only_the_rest_of_a_tick_completes_it(
+    kafka_bootstrap, tmp_path, write_spec
+):
+    """A batch cut inside tick 4, then a batch of tick 4's other rows alone: the second
+    starts from the first's state (its rows are new, not late, and not a rerun of the window
+    before), models the whole tick with the first's rows as history, and its decision
+    replaces the first's for tick 4. The next window starts from it."""
+    usage, moves = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
+    text = SPEC.format(
+        lake=tmp_path / "lake",
+        servers=kafka_bootstrap,
+        usage=usage,
+        moves=moves,
+        hosts=THESIS / "node_meta.csv",
+        decode=JSON,
+    ).replace("connector: {kafka:", "history_ticks: 4, connector: {kafka:", 1)
+    spec = write_spec(text)
+    rows = thesis_rows(0, 7)
+    reports = []
+    for part in (rows[:45], rows[45:50], rows[50:]):  # ten rows a tick: 4's rest alone
+        produce(kafka_bootstrap, usage, part, JSON)
+        reports += run_pending(spec, tmp_path)
+    assert [r.quarantined for r in reports] == [0, 0, 0]
+    models = [
+        pq.read_table(r.streams["cluster_model"].outputs["parquet"]["path"]).to_pylist()
+        for r in reports
+    ]
+    tick4 = {m["container_id"] for m in models[1] if m["tick"] == 4}
+    assert tick4 == {r["container_id"] for r in rows if r["timestamp"] == 4}  # all ten
+    assert [r.streams["placement_decisions"].metadata["window"] for r in reports] == [
+        [0, 4],
+        [4, 4],
+        [5, 7],
+    ]
+    # the last window looked back over the completed tick: every container at tick 4
+    assert {m["container_id"] for m in models[2] if m["tick"] == 4} == tick4
