@@ -87,21 +87,32 @@ def run_pending(spec, tmp_path) -> list:
         pipeline.close()
 
 
+def loop_spec(
+    servers: str, tmp_path, write_spec, decode: str = JSON, partitions: int = 1, model: str = ""
+):
+    """A placement loop's spec over new usage and moves topics: (spec, usage, moves);
+    ``model`` adds cluster_model settings."""
+    usage, moves = create_topic(servers, partitions), create_topic(servers, 1)
+    text = SPEC.format(
+        lake=tmp_path / "lake",
+        servers=servers,
+        usage=usage,
+        moves=moves,
+        hosts=THESIS / "node_meta.csv",
+        decode=decode,
+    )
+    return (
+        write_spec(text.replace("connector: {kafka:", f"{model}connector: {{kafka:", 1)),
+        usage,
+        moves,
+    )
+
+
 @pytest.mark.parametrize("decode", [JSON, AVRO], ids=["json", "avro"])
 def test_moves_published_and_read_back_by_the_next_batch(
     kafka_bootstrap, tmp_path, write_spec, decode
 ):
-    usage, moves = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
-    spec = write_spec(
-        SPEC.format(
-            lake=tmp_path / "lake",
-            servers=kafka_bootstrap,
-            usage=usage,
-            moves=moves,
-            hosts=THESIS / "node_meta.csv",
-            decode=decode,
-        )
-    )
+    spec, usage, moves = loop_spec(kafka_bootstrap, tmp_path, write_spec, decode)
     produce(kafka_bootstrap, usage, thesis_rows(0, 3), decode)
     [first] = run_pending(spec, tmp_path)
     connector = KafkaConnector(moves, load_spec(spec, base_dir=tmp_path).model.kafka)
@@ -185,17 +196,7 @@ def test_usage_keyed_over_partitions_and_cut_mid_tick_is_all_modelled(
     a container's rows are in order, the topic's are not, and the next batch brings the
     rest of the tick. Every row is modelled; ordering used to be checked across containers
     (47 of these 80 rows refused as out of order) and the tick's rest refused as late."""
-    usage, moves = create_topic(kafka_bootstrap, 3), create_topic(kafka_bootstrap, 1)
-    spec = write_spec(
-        SPEC.format(
-            lake=tmp_path / "lake",
-            servers=kafka_bootstrap,
-            usage=usage,
-            moves=moves,
-            hosts=THESIS / "node_meta.csv",
-            decode=JSON,
-        )
-    )
+    spec, usage, _ = loop_spec(kafka_bootstrap, tmp_path, write_spec, partitions=3)
     rows = thesis_rows(0, 7)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
     reports = []
@@ -225,16 +226,7 @@ def test_a_batch_holding_only_the_rest_of_a_tick_completes_it(
     starts from the first's state (its rows are new, not late, and not a rerun of the window
     before), models the whole tick with the first's rows as history, and its decision
     replaces the first's for tick 4. The next window starts from it."""
-    usage, moves = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
-    text = SPEC.format(
-        lake=tmp_path / "lake",
-        servers=kafka_bootstrap,
-        usage=usage,
-        moves=moves,
-        hosts=THESIS / "node_meta.csv",
-        decode=JSON,
-    ).replace("connector: {kafka:", "history_ticks: 4, connector: {kafka:", 1)
-    spec = write_spec(text)
+    spec, usage, _ = loop_spec(kafka_bootstrap, tmp_path, write_spec, model="history_ticks: 4, ")
     rows = thesis_rows(0, 7)
     reports = []
     for part in (rows[:45], rows[45:50], rows[50:]):  # ten rows a tick: 4's rest alone
