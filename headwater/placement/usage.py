@@ -163,17 +163,18 @@ def flag_ticks(
     # every tick a state recorded is before its end: rows all at or after it cannot be late
     if modelled is not None and len(safe) and safe.min() < modelled.end:
         last = modelled.last(container)
-        flag(
-            safe <= last,
-            lambda rows: [
-                f"usage: tick {int(safe[r])} of a container modelled up to tick "
-                f"{int(last[r])} (late row)"
-                for r in rows
-            ],
-        )
+
+        def late(rows: np.ndarray) -> list[str]:
+            names = pc.cast(container, pa.string()).take(pa.array(rows)).to_pylist()
+            return [
+                f"usage: tick {int(safe[r])} of {c}, modelled up to tick {int(last[r])} (late row)"
+                for r, c in zip(rows, names, strict=True)
+            ]
+
+        flag(safe <= last, late)
     # each container's rows in the order they arrived (per file or partition: _source)
     group = _codes(container)
-    if "_source" in table.column_names:  # one file or partition, the usual case: no need
+    if "_source" in table.column_names:  # rows of several files or partitions: per source
         source = _codes(table["_source"])
         if len(source) and (sources := int(source.max()) + 1) > 1:
             group = group * sources + source

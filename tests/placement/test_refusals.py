@@ -63,7 +63,7 @@ def test_rows_after_what_was_modelled_are_kept_per_container():
     table = usage([(4, "c2"), (5, "c2"), (4, "c1"), (5, "c1"), (3, "c3")])
     reasons = why(table, modelled)
     assert reasons[0] == reasons[1] == reasons[3] == ""
-    assert reasons[2] == "tick 4 of a container modelled up to tick 4 (late row)"
+    assert reasons[2] == "tick 4 of c1, modelled up to tick 4 (late row)"
     assert reasons[4] == ""  # a container never modelled: its first row is new
 
 
