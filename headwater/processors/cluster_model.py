@@ -152,10 +152,14 @@ class ClusterModel(Processor):
         cols = self.config.columns
         if top is None:
             return None, refusals(usage, hosts, cols, None)
-        before = self.states.latest(int(top))
-        reasons = refusals(usage, hosts, cols, _modelled(before))
         covering = self.states.latest(int(top) + 1)
-        if covering is None or covering.ticks is None or covering.end != int(top) + 1:
+        if covering is None or covering.end != int(top) + 1:
+            # no window modelled this batch's last tick (a first run): the state found is
+            # also the last before its ticks, so one look-up serves
+            return covering, refusals(usage, hosts, cols, _modelled(covering))
+        before = self.states.latest(int(top))  # a rerun, or the rest of a tick
+        reasons = refusals(usage, hosts, cols, _modelled(before))
+        if covering.ticks is None:
             return before, reasons
         against = refusals(usage, hosts, cols, _modelled(covering))
         late = np.fromiter((r.endswith("(late row)") for r in against), bool, len(against))

@@ -329,6 +329,8 @@ def _check_closed_loop(
     if source is None:
         return
     key, groups = registry.lookup("sources", source.name).parallel_groups(source.config)
+    if groups <= 1:
+        return
     loop = next(
         (
             p
@@ -338,7 +340,7 @@ def _check_closed_loop(
         ),
         None,
     )
-    if groups > 1 and loop is not None:
+    if loop is not None:
         problems.add(
             ("source", source.name, key),
             f"{groups} groups of batches would run in parallel, but {loop.where} runs a closed "
