@@ -73,3 +73,5 @@ def utilisation(loads: np.ndarray, capacity: np.ndarray) -> np.ndarray:
 REFUSED_KEY = b"headwater.rows_refused"
 #: Schema metadata of a placement stream's moves: the tick the decision was taken at.
 DECISION_TICK_KEY = b"headwater.decision_tick"
+#: Its value when the window modelled no tick (every row refused or held back): no decision.
+NO_DECISION = b"none"

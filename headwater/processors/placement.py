@@ -21,7 +21,13 @@ from pydantic import Field
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
 from headwater.placement.evaluate import Move, loads_over_time, placements_over_time, score
-from headwater.placement.model import DECISION_TICK_KEY, REFUSED_KEY, ClusterModel, utilisation
+from headwater.placement.model import (
+    DECISION_TICK_KEY,
+    NO_DECISION,
+    REFUSED_KEY,
+    ClusterModel,
+    utilisation,
+)
 from headwater.processors.base import Processed, Processor
 from headwater.quarantine import no_rejects
 
@@ -60,6 +66,8 @@ class Placement(Processor):
 
     def process(self, table: pa.Table) -> Processed:
         model = model_from_table(table, self.config.metrics)
+        if not len(model.ticks):  # every row refused, or held back for the next batch
+            return self._no_decision(table)
         started = time.perf_counter()
         plan = self.strategy.decide(model)
         seconds = time.perf_counter() - started
@@ -90,6 +98,18 @@ class Placement(Processor):
             schema=MOVES_SCHEMA,
         )
         moves = moves.replace_schema_metadata({DECISION_TICK_KEY: str(at).encode()})
+        return Processed(moves, no_rejects(), meta)
+
+    def _no_decision(self, table: pa.Table) -> Processed:
+        """A window that modelled no tick decides nothing: its moves sink leaves what was
+        applied as it is (a decision at tick 0 used to replace the moves logged there)."""
+        meta = {
+            "strategy": self.config.strategy[0],
+            "decision": "none: the window modelled no tick",
+            "rows_ignored": int((table.schema.metadata or {}).get(REFUSED_KEY, b"0")),
+            "window": [],
+        }
+        moves = MOVES_SCHEMA.empty_table().replace_schema_metadata({DECISION_TICK_KEY: NO_DECISION})
         return Processed(moves, no_rejects(), meta)
 
     def _heatmap(self, model: ClusterModel, moves: list[Move], window: list[int]):

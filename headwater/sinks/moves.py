@@ -17,7 +17,7 @@ from pydantic import Field
 from headwater.config import ComponentConfig
 from headwater.errors import SinkError
 from headwater.placement.connectors import ConnectorConfig, connector_for
-from headwater.placement.model import DECISION_TICK_KEY
+from headwater.placement.model import DECISION_TICK_KEY, NO_DECISION
 from headwater.sinks.base import Sink, Target
 
 
@@ -41,7 +41,9 @@ class MovesSink(Sink):
                 "processor is placement"
             )
         moves = table.select(["container_name", "old_host", "new_host", "time"]).to_pylist()
-        status = self.connector.apply(moves, int(tick))
+        # a window that modelled nothing decided nothing: the applied moves stand
+        decided = tick != NO_DECISION
+        status = self.connector.apply(moves, int(tick)) if decided else "no decision"
         return {
             "connector": self.config.connector.kind,
             "to": self.connector.target,

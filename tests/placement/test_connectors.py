@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import pyarrow as pa
 import pytest
 
 from headwater.errors import HeadwaterError
@@ -187,3 +188,25 @@ def test_users_of_one_log_in_a_process_share_one_read_of_it(ctx, tmp_path):
         assert fresh.target == str(ctx.lake.pipeline_dir(ctx.pipeline) / "moves.jsonl")
     finally:
         fresh.close()
+
+
+def test_a_window_that_decided_nothing_leaves_the_applied_moves(ctx):
+    """A window that modelled no tick (its rows refused, or held back) has no decision
+    tick; its sink used to apply "no moves at tick 0", wiping the moves decided there."""
+    from headwater.batch import Batch
+    from headwater.placement.model import DECISION_TICK_KEY, NO_DECISION
+    from headwater.processors.placement import MOVES_SCHEMA
+    from headwater.sinks.base import Target
+    from headwater.sinks.moves import MovesSink
+
+    sink = MovesSink(MovesSink.Config(), ctx)
+    target = Target(ctx.pipeline, "decisions", Batch(ctx.pipeline, "b1", "w", "s", {}, "", 0))
+    try:
+        decided = pa.Table.from_pylist([move("a", "h1", 0)], MOVES_SCHEMA)
+        first = sink.write(target, decided.replace_schema_metadata({DECISION_TICK_KEY: b"0"}))
+        assert first["status"] == "applied"
+        none = MOVES_SCHEMA.empty_table().replace_schema_metadata({DECISION_TICK_KEY: NO_DECISION})
+        assert sink.write(target, none) == {**first, "moves": 0, "status": "no decision"}
+        assert [m["container_name"] for m in sink.connector.applied()] == ["a"]
+    finally:
+        sink.close()
