@@ -26,6 +26,9 @@ class Context:
     lake: Lake
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
     catalogs: Any = None  # the pipeline's CatalogStore (crossmatch processors use it)
+    #: Whether the pipeline's source cuts its batches on tick boundaries (the usage source's
+    #: windows): a placement model then never sees part of a tick (see Source.whole_ticks).
+    whole_ticks: bool = False
 
     def path(self, value: str | Path) -> Path:
         """A path from the spec, resolved against the project's base directory."""

@@ -222,6 +222,7 @@ class Pipeline:
         self.catalogs = CatalogStore(spec.model.catalogs, base, stored)
         ctx = Context(self.name, "", base, self.lake, self.kafka, self.catalogs)
         self.source = _build("sources", spec.source, ctx)
+        ctx = dataclasses.replace(ctx, whole_ticks=type(self.source).whole_ticks)
         self.decoder = _build("decoders", spec.decode, ctx)
         self.processors = {
             s.name: [_build("processors", p, ctx) for p in s.processors] for s in spec.streams

@@ -119,7 +119,12 @@ class UsageCollector(Collector):
     def collect(self, rows, events, previous, applied) -> Collected:
         ticks = rows["tick"]
         end = int(ticks.max()) + 1 if len(ticks) else (previous.end if previous else 0)
-        rebuild = previous is None or previous.since_rebuild + 1 >= self.config.period
+        # nothing placed yet (a state that holds back a first partial tick): nothing to update
+        rebuild = (
+            previous is None
+            or not previous.placement
+            or previous.since_rebuild + 1 >= self.config.period
+        )
         changes = Changes()
         if not rebuild:
             base = previous.placement
@@ -165,6 +170,8 @@ def resolve(rows: dict[str, np.ndarray], changes: Changes) -> tuple[np.ndarray, 
     each container's host at its last entry. One sort over changes and rows together."""
     cc, ct, ch = changes.arrays()
     n_changes = len(cc)
+    if n_changes + len(rows["container"]) == 0:  # nothing placed, nothing to place
+        return np.empty(0, dtype=object), {}
     container = np.concatenate([cc, rows["container"]]).astype(str)
     tick = np.concatenate([ct, rows["tick"].astype(np.int64)])
     host = np.concatenate([ch, rows["host"]]).astype(object)
@@ -198,6 +205,7 @@ class StateStore:
         self.keep = keep
         self._states: dict[int, State] = {}
         self._history: dict[int, pa.Table] = {}
+        self._held: dict[int, pa.Table] = {}
         # states counted by the last listing, and saved since: old ones are pruned once
         # a tenth more than ``keep`` are there, not with every save
         self._listed: int | None = None
@@ -263,6 +271,19 @@ class StateStore:
                 return read(self.folder / name)
         return None
 
+    def held(self, end: int) -> pa.Table | None:
+        """The rows held back by the window ending at ``end``: its next tick, which not
+        every container had reported (see ``hold_partial_tick``), and events from it on."""
+        if end in self._held:
+            return self._held[end]
+        path = self.folder / f"held-{end:020d}.arrow"
+        return _read_ipc(path) if path.exists() else None
+
+    def save_held(self, end: int, rows: pa.Table) -> None:
+        """Keep ``rows`` as held back at ``end`` (pruned with the state ending there)."""
+        replace_file(self.folder / f"held-{end:020d}.arrow", _ipc_bytes(rows))
+        self._held = {end: rows}
+
     def save(self, state: State, history: pa.Table | None = None) -> None:
         """Keep ``state``, with ``history`` (the rows the next window looks back over) in
         the same file: one write a batch. Arrow IPC, not Parquet: a few hundred rows a
@@ -273,14 +294,7 @@ class StateStore:
             replace_file(self.folder / f"state-{state.end:020d}.json", text.encode())
         else:
             table = history.replace_schema_metadata({STATE_KEY: text.encode()})
-            sink = pa.BufferOutputStream()
-            # a large cluster's history is compressed: 10,000 containers' day is 18 MB, and
-            # writing that cost 50 ms a window; LZ4 makes it 8 MB in 8 ms (small ones stay
-            # plain: compressing a few kB costs more than it saves)
-            options = pa.ipc.IpcWriteOptions(compression="lz4") if table.nbytes > 1 << 20 else None
-            with pa.ipc.new_file(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
-            replace_file(self.folder / f"state-{state.end:020d}.arrow", sink.getvalue())
+            replace_file(self.folder / f"state-{state.end:020d}.arrow", _ipc_bytes(table))
             self._history = {state.end: history}
         other = "json" if history is not None else "arrow"  # a rerun kept it the other way
         (self.folder / f"state-{state.end:020d}.{other}").unlink(missing_ok=True)
@@ -298,9 +312,21 @@ class StateStore:
         self._listed, self._saved = len(files) - len(old), 0
 
 
-#: The files of a state store: states (JSON, or Arrow IPC with the history), and the
-#: history earlier versions kept beside a JSON state as Parquet.
-KNOWN = {"state.json", "state.arrow", "usage.parquet"}
+#: The files of a state store: states (JSON, or Arrow IPC with the history), the rows
+#: held back at a window's end, and the history earlier versions kept beside a JSON state
+#: as Parquet.
+KNOWN = {"state.json", "state.arrow", "usage.parquet", "held.arrow"}
+
+
+def _ipc_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    # a large cluster's history is compressed: 10,000 containers' day is 18 MB, and writing
+    # that cost 50 ms a window; LZ4 makes it 8 MB in 8 ms (small ones stay plain:
+    # compressing a few kB costs more than it saves)
+    options = pa.ipc.IpcWriteOptions(compression="lz4") if table.nbytes > 1 << 20 else None
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def _read_ipc(path: Path) -> pa.Table:

@@ -9,7 +9,8 @@ stream; ``placement`` processors take it as their input.
 
 Rows that cannot be modelled (see :mod:`headwater.placement.usage`) are quarantined with the
 reason; event rows (a non-null ``event_type``) update the placement (see
-:mod:`headwater.placement.collectors`).
+:mod:`headwater.placement.collectors`). A batch that ends part-way through a tick holds that
+tick back for the next batch (``hold_partial_tick``; docs/placement.md).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class ClusterModelConfig(ComponentConfig):
         default_factory=ConnectorConfig,
         description="Where applied moves are read back (the moves sink's connector).",
     )
+    hold_partial_tick: bool | None = Field(
+        default=None,
+        description="Hold a batch's last tick back until a later tick comes when not every "
+        "container has reported it, and model it with the next batch: a batch cut from a "
+        "topic may end part-way through a tick, and a decision on part of a tick sees hosts "
+        "less loaded than they are. Default: on, unless the source cuts its batches on tick "
+        "boundaries (the usage source).",
+    )
 
 
 class ClusterModel(Processor):
@@ -71,6 +80,8 @@ class ClusterModel(Processor):
         self.states = StateStore(ctx.lake.component_dir(ctx.pipeline, "_cluster", ctx.where))
         self._hosts: Hosts | None = None
         self._hosts_seen: tuple[int, int, int] | None = None  # the file's identity when read
+        hold = config.hold_partial_tick
+        self.hold = not ctx.whole_ticks if hold is None else hold
 
     def close(self) -> None:
         self.connector.close()
@@ -97,11 +108,24 @@ class ClusterModel(Processor):
         cols, hosts = self.config.columns, self.hosts()
         column = self.collector.config.event_column
         events, usage = _split(table, column)
-        event_reasons = _event_refusals(events, cols)
         ticks = pc.cast(usage[cols.tick], pa.float64(), safe=False) if usage.num_rows else None
         top = pc.max(ticks).as_py() if ticks is not None else None
-        previous, reasons = self._previous(usage, hosts, top)
+        if self.hold:
+            previous, reasons, table = self._previous_held(table, usage, hosts, top)
+            events, usage = _split(table, column)
+        else:
+            previous, reasons = self._previous(usage, hosts, top)
         good = _select(usage, reasons == "")
+        good, events, held = (
+            _hold_back(good, events, previous, cols)
+            if self.hold
+            else (
+                good,
+                events,
+                None,
+            )
+        )
+        event_reasons = _event_refusals(events, cols)
         collected = self.collector.collect(
             _rows(good, cols),
             _events(events.filter(pa.array(event_reasons == "")), cols, column),
@@ -116,10 +140,8 @@ class ClusterModel(Processor):
         out = _model(_select(good, keep), collected, hosts, cols, collected.row_host[keep])
         moved_off = _refused(good, late)
         window_ticks = len(np.unique(out["tick"].drop_null().to_numpy()))
-        out, kept = self._with_history(out, previous, collected)
-        if good.num_rows:  # else the window modelled nothing: the last state stays
-            state = _with_ticks(collected.state, previous, _select(good, keep), cols)
-            self.states.save(state, kept)
+        out, kept = self._with_history(out, previous, collected, window_ticks > 0)
+        self._save(good, keep, collected, previous, kept, held)
         why = (
             Counter(reasons[reasons != ""])
             + Counter(late[bad_host])
@@ -133,10 +155,41 @@ class ClusterModel(Processor):
             "rows_refused": int(sum(why.values())),
             "refused_by_reason": _bucket(why),
         }
+        if self.hold:
+            meta["rows_held"] = held.num_rows if held is not None else 0
         parts = [t for t in (refused, moved_off, refused_events) if t.num_rows]
         all_refused = pa.concat_tables(parts) if parts else rejects([], [], [], [])
         out = out.replace_schema_metadata({REFUSED_KEY: str(meta["rows_refused"]).encode()})
         return Processed(out, all_refused, meta)
+
+    def _save(
+        self,
+        good: pa.Table,
+        keep: np.ndarray,
+        collected: Collected,
+        previous: State | None,
+        kept: pa.Table | None,
+        held: pa.Table | None,
+    ) -> None:
+        """Keep the state the window closes with, and the rows it holds back. A window that
+        modelled nothing leaves the last state as it was, but what it holds back is kept
+        with that state (or, before any, a state that has placed nothing yet). Rows held
+        back at a state add to those held there before: a rerun of the window keeps a
+        later batch's rows of the tick (that batch reruns from them)."""
+        cols = self.config.columns
+        if good.num_rows:
+            state = _with_ticks(collected.state, previous, _select(good, keep), cols)
+            self.states.save(state, kept)
+        elif held is not None and previous is None:
+            state = State(_first_tick(held, cols), 0, {}, {})
+            self.states.save(state)
+        else:
+            state = previous
+        if held is None or state is None:
+            return
+        before = self.states.held(state.end)
+        held = _with_held(before, held, cols, self.collector.config.event_column)[0]
+        self.states.save_held(state.end, held)
 
     def _previous(
         self, usage: pa.Table, hosts: Hosts, top: float | None
@@ -167,15 +220,42 @@ class ClusterModel(Processor):
             return covering, against
         return before, reasons
 
+    def _previous_held(
+        self, table: pa.Table, usage: pa.Table, hosts: Hosts, top: float | None
+    ) -> tuple[State | None, np.ndarray, pa.Table]:
+        """With ticks held back: the state this batch starts from, why each usage row of the
+        batch with the rows that state held back is refused, and that table.
+
+        The newest state is where a batch goes on from; but a state that has modelled more
+        of the batch's rows (late for it) than the batch brings anew is the batch's own or a
+        later one's: a rerun, which starts from the state before it. Rows held back at a
+        state are not new to it: a batch of a tick's rest alone left its rows there."""
+        cols, event = self.config.columns, self.collector.config.event_column
+        state = self.states.latest(int(top) + 1 if top is not None else LAST_TICK)
+        while True:
+            held = self.states.held(state.end) if state is not None else None
+            merged, again = _with_held(held, table, cols, event)
+            rows = _split(merged, event)[1]
+            reasons = refusals(rows, hosts, cols, _modelled(state))
+            if state is None or top is None:
+                return state, reasons, merged
+            mine = reasons[rows.num_rows - usage.num_rows :]  # the batch's rows come last
+            refused = mine[mine != ""]
+            late = sum(r.endswith("(late row)") for r in refused)
+            if late <= len(mine) - len(refused) - again:
+                return state, reasons, merged
+            state = self.states.latest(state.end - 1)
+
     def _with_history(
-        self, out: pa.Table, previous: State | None, collected: Collected
+        self, out: pa.Table, previous: State | None, collected: Collected, modelled: bool
     ) -> tuple[pa.Table, pa.Table | None]:
         """Prepend the last ``history_ticks`` ticks of earlier windows (``history`` true), and
         give the rows the next window will look back over (None without history):
-        strategies then see a whole cycle of usage."""
+        strategies then see a whole cycle of usage. A window that modelled no tick has no
+        history either: a decision on the history alone would redo the last window's."""
         n = self.config.history_ticks
         out = out.append_column("history", pa.array(np.zeros(out.num_rows, bool)))
-        if n == 0:
+        if n == 0 or not modelled:
             return out, None
         earlier = self.states.history(previous.end) if previous is not None else None
         if earlier is not None:  # the n ticks before this window
@@ -190,6 +270,85 @@ class ClusterModel(Processor):
         flags = pa.array(np.ones(keep.num_rows, bool))
         keep = keep.set_column(keep.schema.get_field_index("history"), "history", flags)
         return out, keep
+
+
+#: A tick after any (a batch of events alone starts from the newest state).
+LAST_TICK = 10**19
+
+
+def _hold_back(
+    good: pa.Table, events: pa.Table, previous: State | None, cols: UsageColumns
+) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+    """The usage rows and events to model now, and those held back (None: nothing).
+
+    The last tick is held back when a container that runs (placed by the state before, or
+    in this batch) has not reported it, or when it is the first tick there is; events from
+    that tick on wait with it. A tick is
+    complete once a later one comes: a container reports its ticks in order. When nothing
+    is left to model, every event waits: events count from the next window that keeps a
+    state."""
+    held, now, last = good, good, None
+    if good.num_rows:
+        tick = pc.cast(good[cols.tick], pa.int64(), safe=False)
+        last = pc.max(tick).as_py()
+        at_last = pc.equal(tick, last)
+        reported = set(_unique(good[cols.container].filter(at_last)))
+        running = set(previous.placement) if previous is not None else set()
+        # a first tick alone tells nothing of who else runs: it waits for a later one
+        known = bool(running) or pc.min(tick).as_py() < last
+        if known and running.union(_unique(good[cols.container])) <= reported:
+            return good, events, None
+        held, now = good.filter(at_last), good.filter(pc.invert(at_last))
+    if events.num_rows:
+        tick = pc.cast(events[cols.tick], pa.int64(), safe=False)
+        wait = pc.is_valid(tick) if not now.num_rows else pc.greater_equal(tick, last)
+        wait = pc.fill_null(wait, False)
+        held = pa.concat_tables([held, events.filter(wait)], promote_options="permissive")
+        events = events.filter(pc.invert(wait))
+    return now, events, held if held.num_rows else None
+
+
+def _unique(column: pa.ChunkedArray) -> list[str]:
+    return pc.unique(column).cast(pa.string()).to_pylist()
+
+
+def _with_held(
+    held: pa.Table | None, table: pa.Table, cols: UsageColumns, event: str
+) -> tuple[pa.Table, int]:
+    """The rows held back, then the batch's; and how many held rows the batch brings
+    again (a rerun reads its rows again, and they are the batch's alone)."""
+    if held is None:
+        return table, 0
+    again = _found_in(held, table, cols, event)
+    kept = held.filter(pc.invert(pa.array(again)))
+    return pa.concat_tables([kept, table], promote_options="permissive"), int(again.sum())
+
+
+def _found_in(table: pa.Table, other: pa.Table, cols: UsageColumns, event: str) -> np.ndarray:
+    """Whether each row of ``table`` is in ``other``: the same tick, container and event
+    (a row read again, by a rerun or from the rows held back)."""
+
+    def keys(t: pa.Table) -> pa.Table:
+        kind = t[event].cast(pa.string()) if event in t.column_names else pa.nulls(t.num_rows)
+        return pa.table(
+            {
+                "k_tick": pc.cast(t[cols.tick], pa.int64(), safe=False),
+                "k_container": t[cols.container].cast(pa.string()),
+                "k_event": pc.fill_null(kind.cast(pa.string()), ""),
+            }
+        )
+
+    found = np.zeros(table.num_rows, bool)
+    if any(c not in t.column_names for c in (cols.tick, cols.container) for t in (table, other)):
+        return found  # rows without them are refused; none is read again
+    mine = keys(table).append_column("k_row", pa.array(np.arange(table.num_rows)))
+    both = mine.join(keys(other), keys=["k_tick", "k_container", "k_event"], join_type="left semi")
+    found[both["k_row"].to_numpy()] = True
+    return found
+
+
+def _first_tick(held: pa.Table, cols: UsageColumns) -> int:
+    return int(pc.min(pc.cast(held[cols.tick], pa.int64(), safe=False)).as_py())
 
 
 def _modelled(state: State | None) -> Modelled | None:

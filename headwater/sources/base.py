@@ -41,6 +41,9 @@ class Source(Component):
     #: Whether ``read`` may run in a background thread while this process works on another
     #: batch (the pipeline then reads and decodes the next batch ahead; see Pipeline.expect).
     concurrent_reads = False
+    #: Whether a batch always ends at a tick boundary of a usage series (the usage source
+    #: cuts windows of whole ticks). A topic's batch may end part-way through a tick.
+    whole_ticks = False
 
     def plan(self, previous: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
         """New batches as ``(coordinates, record count)``, given earlier batches' coordinates."""

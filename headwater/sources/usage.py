@@ -39,6 +39,7 @@ class UsageSourceConfig(ComponentConfig):
 class UsageSource(Source):
     Config = UsageSourceConfig
     concurrent_reads = True
+    whole_ticks = True  # windows of window_ticks whole ticks
 
     @property
     def file(self) -> Path:

@@ -195,7 +195,8 @@ def test_usage_keyed_over_partitions_and_cut_mid_tick_is_all_modelled(
     """Usage keyed by container over three partitions, a batch cut part-way through a tick:
     a container's rows are in order, the topic's are not, and the next batch brings the
     rest of the tick. Every row is modelled; ordering used to be checked across containers
-    (47 of these 80 rows refused as out of order) and the tick's rest refused as late."""
+    (47 of these 80 rows refused as out of order) and the tick's rest refused as late. The
+    first batch holds the part of the tick it has back: the second models all of it."""
     spec, usage, _ = loop_spec(kafka_bootstrap, tmp_path, write_spec, partitions=3)
     rows = thesis_rows(0, 7)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
@@ -216,17 +217,26 @@ def test_usage_keyed_over_partitions_and_cut_mid_tick_is_all_modelled(
     }
     assert window == {(r["timestamp"], r["container_id"]) for r in rows}
     tick3 = [sum(1 for m in rows_ if m["tick"] == 3) for rows_ in modelled]
-    assert sum(tick3) == 10 and all(tick3)  # tick 3's rows, some in each batch
+    assert tick3 == [0, 10]
+    model = [r.streams["cluster_model"].metadata for r in reports]
+    assert [m["rows_held"] for m in model] == [5, 0]
+    decisions = [r.streams["placement_decisions"].metadata["window"] for r in reports]
+    assert decisions == [[0, 2], [3, 7]]
 
 
+@pytest.mark.parametrize("hold", [True, False], ids=["held", "not-held"])
 def test_a_batch_holding_only_the_rest_of_a_tick_completes_it(
-    kafka_bootstrap, tmp_path, write_spec
+    kafka_bootstrap, tmp_path, write_spec, hold
 ):
-    """A batch cut inside tick 4, then a batch of tick 4's other rows alone: the second
-    starts from the first's state (its rows are new, not late, and not a rerun of the window
-    before), models the whole tick with the first's rows as history, and its decision
-    replaces the first's for tick 4. The next window starts from it."""
-    spec, usage, _ = loop_spec(kafka_bootstrap, tmp_path, write_spec, model="history_ticks: 4, ")
+    """A batch cut inside tick 4, then a batch of tick 4's other rows alone.
+
+    Held back (the default on a topic), the first batch decides on ticks 0-3 and the second
+    models tick 4 whole. Not held, the first decides on part of tick 4; the second starts
+    from its state (its rows are new, not late, and not a rerun of the window before),
+    models the whole tick with the first's rows as history, and its decision replaces the
+    first's for tick 4. Either way the next window starts from it."""
+    setting = "history_ticks: 4, " + ("" if hold else "hold_partial_tick: false, ")
+    spec, usage, _ = loop_spec(kafka_bootstrap, tmp_path, write_spec, model=setting)
     rows = thesis_rows(0, 7)
     reports = []
     for part in (rows[:45], rows[45:50], rows[50:]):  # ten rows a tick: 4's rest alone
@@ -240,7 +250,7 @@ def test_a_batch_holding_only_the_rest_of_a_tick_completes_it(
     tick4 = {m["container_id"] for m in models[1] if m["tick"] == 4}
     assert tick4 == {r["container_id"] for r in rows if r["timestamp"] == 4}  # all ten
     assert [r.streams["placement_decisions"].metadata["window"] for r in reports] == [
-        [0, 4],
+        [0, 3] if hold else [0, 4],
         [4, 4],
         [5, 7],
     ]
