@@ -120,3 +120,13 @@ def plain_lines(records: pa.Array) -> bool:
         return False
     odd = np.flatnonzero(_SPACE[body[starts[:-1]]])
     return not any(not body[starts[k] : starts[k + 1]].tobytes().strip() for k in odd)
+
+
+def dictionary_codes(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """A column's distinct values as strings (in order of first appearance) and each row's
+    index among them: Arrow hashes the rows, where numpy's unique sorts every row's string
+    (seconds at 10^6 rows)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.cast(column, pa.string()).dictionary_encode()
+    return encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)

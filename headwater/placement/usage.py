@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from pydantic import Field
 
+from headwater.arrow import dictionary_codes
 from headwater.config import ComponentConfig
 from headwater.errors import HeadwaterError
 
@@ -173,9 +174,9 @@ def flag_ticks(
 
         flag(safe <= last, late)
     # each container's rows in the order they arrived (per file or partition: _source)
-    group = _codes(container)
+    group = dictionary_codes(container)[1]
     if "_source" in table.column_names:  # rows of several files or partitions: per source
-        source = _codes(table["_source"])
+        source = dictionary_codes(table["_source"])[1]
         if len(source) and (sources := int(source.max()) + 1) > 1:
             group = group * sources + source
     order = np.lexsort((_offsets(table), group))
@@ -187,12 +188,6 @@ def flag_ticks(
     same[order] = tick == before
     flag(late, "usage: tick out of order (earlier than a row of its container before it)")
     flag(same, "usage: a second row of its container for this tick (duplicate)")
-
-
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    """Each row's value as a small integer (equal values, equal codes)."""
-    encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode()
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _grouped_running_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:

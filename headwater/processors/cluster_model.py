@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from headwater.arrow import dictionary_codes
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
 from headwater.placement.collectors import STOPPED, Collected, State, StateStore
@@ -361,12 +362,11 @@ def _with_ticks(state: State, previous: State | None, rows: pa.Table, cols: Usag
     ticks = dict(previous.ticks or {}) if previous is not None else {}
     if rows.num_rows:
         # numpy over dictionary codes: Arrow's group_by cost a small window 0.2 ms
-        encoded = pc.dictionary_encode(pc.cast(rows[cols.container], pa.string())).combine_chunks()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        containers, codes = dictionary_codes(rows[cols.container])
         tick = pc.cast(rows[cols.tick], pa.int64(), safe=False).to_numpy()
-        latest = np.full(len(encoded.dictionary), np.iinfo(np.int64).min)
+        latest = np.full(len(containers), np.iinfo(np.int64).min)
         np.maximum.at(latest, codes, tick)
-        for c, t in zip(encoded.dictionary.to_pylist(), latest.tolist(), strict=True):
+        for c, t in zip(containers.to_pylist(), latest.tolist(), strict=True):
             ticks[c] = max(t, ticks.get(c, t))
     return dataclasses.replace(state, ticks={c: ticks[c] for c in state.placement if c in ticks})
 

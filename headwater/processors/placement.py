@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from headwater.arrow import dictionary_codes
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
 from headwater.placement.evaluate import Move, loads_over_time, placements_over_time, score
@@ -188,14 +189,14 @@ def window_of(model: ClusterModel, table: pa.Table) -> ClusterModel:
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values of a string column, sorted, and each row's position among them:
-    what ``np.unique(..., return_inverse=True)`` gives, but Arrow hashes the rows and only
-    the few distinct values are sorted (numpy sorted every row's string)."""
-    encoded = column.combine_chunks().cast(pa.string()).dictionary_encode()
-    values = encoded.dictionary.to_numpy(zero_copy_only=False).astype(str)
+    what ``np.unique(..., return_inverse=True)`` gives, but only the few distinct values
+    are sorted."""
+    values, codes = dictionary_codes(column)
+    values = values.to_numpy(zero_copy_only=False).astype(str)
     order = np.argsort(values, kind="stable")
     rank = np.empty(len(values), np.int64)
     rank[order] = np.arange(len(values))
-    return values[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return values[order], rank[codes]
 
 
 def _ticks(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
