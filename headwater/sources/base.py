@@ -37,6 +37,35 @@ def cut_ranges(pending: list[list[Any]], cap: int) -> list[tuple[list[list[Any]]
     return batches
 
 
+def cut_across(pending: list[list[Any]], cap: int) -> list[tuple[list[list[Any]], int]]:
+    """Cut ``[*ident, start, end]`` ranges into batches of at most ``cap`` records, each
+    taking from every range in proportion to what it has left (Spark's
+    maxOffsetsPerTrigger splits its cap so). Partitions of a topic fill together, so in a
+    backlog a batch holds the same stretch of time from each, where range after range would
+    hold one partition's whole backlog, then the next's."""
+    left = [list(item) for item in pending if item[-1] > item[-2]]
+    batches: list[tuple[list[list[Any]], int]] = []
+    while left:
+        sizes = [end - start for *_, start, end in left]
+        total = sum(sizes)
+        if total <= cap:
+            batches.append(([list(item) for item in left], total))
+            break
+        shares = [n * cap // total for n in sizes]
+        # the records the rounding left over go to the largest remainders, ties in order
+        order = sorted(range(len(left)), key=lambda i: (-(sizes[i] * cap % total), i))
+        for i in order[: cap - sum(shares)]:
+            shares[i] += 1
+        batch = []
+        for item, share in zip(left, shares, strict=True):
+            if share:
+                batch.append([*item[:-2], item[-2], item[-2] + share])
+                item[-2] += share
+        batches.append((batch, cap))
+        left = [item for item in left if item[-1] > item[-2]]
+    return batches
+
+
 class Source(Component):
     #: Whether ``read`` may run in a background thread while this process works on another
     #: batch (the pipeline then reads and decodes the next batch ahead; see Pipeline.expect).

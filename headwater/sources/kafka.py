@@ -1,8 +1,9 @@
 """``kafka``: topics cut into replayable offset-range batches; offsets committed after durable.
 
 ``plan`` reads every matching partition's end offset and cuts ``[start, end)`` ranges of at
-most ``max_records_per_batch`` records (Spark's maxOffsetsPerTrigger): a partition starts where
-the last recorded batch ended, else at the group's committed offset, else at ``start``. A batch
+most ``max_records_per_batch`` records, split over the partitions in proportion to their
+backlog (Spark's maxOffsetsPerTrigger): a partition starts where the last recorded batch
+ended, else at the group's committed offset, else at ``start``. A batch
 reads exactly its ranges (assign + seek, never subscribe), so re-running it reads the same
 records. ``commit`` moves the consumer group forward only, after every sink confirmed, so the
 group's lag is what standard Kafka tools show and a crash only means a rerun.
@@ -24,7 +25,7 @@ from headwater.batch import Batch, RawBatch, raw_table
 from headwater.config import ComponentConfig
 from headwater.errors import SourceError
 from headwater.kafka.connection import ClientErrors, ClientSettings
-from headwater.sources.base import Source, cut_ranges
+from headwater.sources.base import Source, cut_across
 
 
 class KafkaConfig(ComponentConfig):
@@ -190,7 +191,7 @@ class KafkaSource(Source):
         for item in pending:
             groups.setdefault(self.group_of(item[0], item[1]), []).append(item)
         cuts = {
-            g: [({"group": g, "ranges": r}, n) for r, n in cut_ranges(items, cap)]
+            g: [({"group": g, "ranges": r}, n) for r, n in cut_across(items, cap)]
             for g, items in sorted(groups.items())
             if self.config.only_group in (None, g)
         }
