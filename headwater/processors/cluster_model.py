@@ -68,6 +68,13 @@ class ClusterModelConfig(ComponentConfig):
         "less loaded than they are. Default: on, unless the source cuts its batches on tick "
         "boundaries (the usage source).",
     )
+    max_lag_ticks: int = Field(
+        default=3,
+        ge=0,
+        description="With hold_partial_tick: a container more than this many ticks behind the "
+        "newest no longer holds ticks back (it stopped reporting, or its partition lags); "
+        "its rows for ticks modelled meanwhile are refused as late.",
+    )
 
 
 class ClusterModel(Processor):
@@ -116,16 +123,10 @@ class ClusterModel(Processor):
             events, usage = _split(table, column)
         else:
             previous, reasons = self._previous(usage, hosts, top)
-        good = _select(usage, reasons == "")
-        good, events, held = (
-            _hold_back(good, events, previous, cols)
-            if self.hold
-            else (
-                good,
-                events,
-                None,
-            )
-        )
+        good, held = _select(usage, reasons == ""), None
+        if self.hold:
+            lag = self.config.max_lag_ticks
+            good, events, held = _hold_back(good, events, previous, cols, lag)
         event_reasons = _event_refusals(events, cols)
         collected = self.collector.collect(
             _rows(good, cols),
@@ -278,39 +279,42 @@ LAST_TICK = 10**19
 
 
 def _hold_back(
-    good: pa.Table, events: pa.Table, previous: State | None, cols: UsageColumns
+    good: pa.Table, events: pa.Table, previous: State | None, cols: UsageColumns, lag: int
 ) -> tuple[pa.Table, pa.Table, pa.Table | None]:
     """The usage rows and events to model now, and those held back (None: nothing).
 
-    The last tick is held back when a container that runs (placed by the state before, or
-    in this batch) has not reported it, or when it is the first tick there is; events from
-    that tick on wait with it. A tick is
-    complete once a later one comes: a container reports its ticks in order. When nothing
-    is left to model, every event waits: events count from the next window that keeps a
-    state."""
-    held, now, last = good, good, None
+    Ticks are modelled through the last one every running container has reported: a
+    container reports its ticks in order, so one that reported tick t has sent all it will
+    for the ticks before. Running are the containers of the state before and of the batch;
+    one more than ``lag`` ticks behind the newest has stopped reporting (or its partition
+    lags) and holds nothing back. A first tick alone waits too (who else runs is not known
+    yet). Events after the ticks modelled wait with their rows; when nothing is left to
+    model, every event waits (events count from the next window that keeps a state)."""
+    held, now, through = good, good, None
     if good.num_rows:
-        tick = pc.cast(good[cols.tick], pa.int64(), safe=False)
-        last = pc.max(tick).as_py()
-        at_last = pc.equal(tick, last)
-        reported = set(_unique(good[cols.container].filter(at_last)))
-        running = set(previous.placement) if previous is not None else set()
-        # a first tick alone tells nothing of who else runs: it waits for a later one
-        known = bool(running) or pc.min(tick).as_py() < last
-        if known and running.union(_unique(good[cols.container])) <= reported:
+        tick = pc.cast(good[cols.tick], pa.int64(), safe=False).to_numpy()
+        names, codes = dictionary_codes(good[cols.container])
+        latest = np.full(len(names), np.iinfo(np.int64).min)
+        np.maximum.at(latest, codes, tick)
+        newest = int(tick.max())
+        last = dict(zip(names.to_pylist(), latest.tolist(), strict=True))
+        placed = previous.placement if previous is not None else {}
+        known = (previous.ticks or {}) if previous is not None else {}
+        last.update((c, known[c]) for c in placed if c not in last and c in known)
+        through = min(t for t in last.values() if t >= newest - lag)
+        if not placed and int(tick.min()) == newest:
+            through = newest - 1
+        if through >= newest:
             return good, events, None
-        held, now = good.filter(at_last), good.filter(pc.invert(at_last))
+        keep = pa.array(tick <= through)
+        held, now = good.filter(pc.invert(keep)), good.filter(keep)
     if events.num_rows:
         tick = pc.cast(events[cols.tick], pa.int64(), safe=False)
-        wait = pc.is_valid(tick) if not now.num_rows else pc.greater_equal(tick, last)
+        wait = pc.is_valid(tick) if not now.num_rows else pc.greater(tick, through)
         wait = pc.fill_null(wait, False)
         held = pa.concat_tables([held, events.filter(wait)], promote_options="permissive")
         events = events.filter(pc.invert(wait))
     return now, events, held if held.num_rows else None
-
-
-def _unique(column: pa.ChunkedArray) -> list[str]:
-    return pc.unique(column).cast(pa.string()).to_pylist()
 
 
 def _with_held(

@@ -186,3 +186,45 @@ def test_the_usage_source_does_not_hold_and_a_spec_can_turn_it_off(tmp_path):
         pipeline.close()
     assert Counter(r["tick"] for r in model_rows(first)) == {0: 7}  # part of tick 0
     assert "rows_held" not in first.streams["cluster_model"].metadata
+
+
+def run_rows(tmp_path: Path, rows: list[dict], n: int) -> list:
+    pipeline = open_pipeline(project(tmp_path, n, rows=rows))
+    try:
+        return [pipeline.run(b) for b in pipeline.plan()]
+    finally:
+        pipeline.close()
+
+
+def test_ticks_wait_for_containers_whose_rows_lag(tmp_path):
+    """Half the containers six ticks ahead of the others (as when their partition was read
+    further): the first batch models the ticks all have reported and holds the rest; the
+    next ones, bringing the laggards' ticks, model the rest, tick by whole tick."""
+    rows = thesis_rows()
+    ahead = {f"c_{i}" for i in range(1, 6)}
+    first = [r for r in rows if int(r["timestamp"]) <= (5 if r["container_id"] in ahead else 2)]
+    rest = [r for r in rows if r not in first]
+    reports = run_rows(tmp_path, first + rest, len(first))  # 45 rows a batch
+    assert all(r.quarantined == 0 for r in reports)
+    ticks = [Counter(r["tick"] for r in model_rows(rep)) for rep in reports]
+    assert ticks[0] == {0: 10, 1: 10, 2: 10}
+    assert reports[0].streams["cluster_model"].metadata["rows_held"] == 15
+    assert all(set(t.values()) <= {10} for t in ticks)  # every tick whole
+    assert sum(ticks, Counter()) == {t: 10 for t in range(12)}  # every row, once
+
+
+def test_a_container_that_stops_reporting_holds_ticks_back_only_for_a_while(tmp_path):
+    """c_10 sends nothing after tick 3 and no stop event. Ticks wait for it while it is at
+    most max_lag_ticks (3) behind; then they are modelled without it."""
+    rows = [r for r in thesis_rows() if r["container_id"] != "c_10" or int(r["timestamp"]) <= 3]
+    reports = run_rows(tmp_path, rows, 9)
+    assert all(r.quarantined == 0 for r in reports)
+    windows = [r.streams["placement_decisions"].metadata["window"] for r in reports]
+    decided = [w for w in windows if w]
+    assert decided[-1][1] == 11  # everything modelled in the end
+    ends = [w[1] for w in decided]
+    # waited for c_10 while the newest tick was 6 or less...
+    assert 4 not in ends and 5 not in ends
+    assert any(6 <= e < 11 for e in ends)  # ...not once it was more than three behind
+    modelled = sorted((r["tick"], r["container_id"]) for rep in reports for r in model_rows(rep))
+    assert modelled == sorted((int(r["timestamp"]), r["container_id"]) for r in rows)
