@@ -222,7 +222,9 @@ def batches(
 
 @app.command()
 def produce(
-    folder: Annotated[Path, typer.Argument(help="Folder of message files (one per message).")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of message files (one per message), or one file.")
+    ],
     topic: Annotated[str, typer.Argument(help="Topic to send them to (must exist).")],
     bootstrap_servers: Annotated[
         str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka host:port list.")
@@ -233,24 +235,41 @@ def produce(
         float, typer.Option(help="Messages per second; 0 = as fast as possible.")
     ] = 0.0,
     timeout: Annotated[float, typer.Option(help="Seconds a message may wait for delivery.")] = 30.0,
+    csv_rows: Annotated[
+        str | None,
+        typer.Option(
+            help="Send each row of CSV files as a JSON message, keyed by this column "
+            "(HOTS's container_usage.csv: container_id)."
+        ),
+    ] = None,
 ) -> None:
     """Load a folder of messages into a topic, keyed by file name, with a progress bar."""
-    from headwater.produce import message_files, produce_files
+    from headwater.produce import csv_rows as rows_of
+    from headwater.produce import message_files, produce_files, produce_messages
 
     try:
-        files = message_files(folder, pattern)
+        files = [folder] if folder.is_file() else message_files(folder, pattern)
+        config = {"message.timeout.ms": str(int(timeout * 1000))}
+        rows = rows_of(files, csv_rows) * repeat if csv_rows is not None else None
         started = time.perf_counter()
         with progress_bar() as progress:
-            task = progress.add_task(f"to {topic}", total=len(files) * repeat)
-            sent = produce_files(
-                files,
-                topic,
-                bootstrap_servers,
-                repeat=repeat,
-                rate=rate,
-                on_sent=lambda n: progress.advance(task, n),
-                config={"message.timeout.ms": str(int(timeout * 1000))},
-            )
+            task = progress.add_task(f"to {topic}", total=len(rows or files * repeat))
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            if rows is not None:
+                sent = produce_messages(rows, topic, bootstrap_servers, rate, advance, config)
+            else:
+                sent = produce_files(
+                    files,
+                    topic,
+                    bootstrap_servers,
+                    repeat=repeat,
+                    rate=rate,
+                    on_sent=advance,
+                    config=config,
+                )
     except HeadwaterError as exc:
         fail(exc)
     seconds = time.perf_counter() - started

@@ -4,6 +4,9 @@ published to a topic and read back by the next batch's model (the closed loop)."
 import csv
 import io
 import json
+import shutil
+import uuid
+from collections import Counter
 
 import fastavro
 import pyarrow.parquet as pq
@@ -256,3 +259,55 @@ def test_a_batch_holding_only_the_rest_of_a_tick_completes_it(
     ]
     # the last window looked back over the completed tick: every container at tick 4
     assert {m["container_id"] for m in models[2] if m["tick"] == 4} == tick4
+
+
+def test_the_bundled_kafka_pipeline_runs_the_loop_from_the_cli(
+    kafka_bootstrap, tmp_path, monkeypatch
+):
+    """pipelines/placement_kafka.yaml as its header says to run it: topics applied, HOTS's
+    usage CSV produced as JSON rows keyed by container, the pending batches run. Batches of
+    40 records over three partitions end inside ticks; each batch models whole ticks, every
+    row once, and the moves the decisions hold are those read back from the moves topic."""
+    from typer.testing import CliRunner
+
+    from headwater.cli import app
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "samples" / "placement", tmp_path / "samples" / "placement")
+    (tmp_path / "pipelines").mkdir()
+    usage, moves = f"usage-{uuid.uuid4().hex[:8]}", f"moves-{uuid.uuid4().hex[:8]}"
+    text = (REPO / "pipelines" / "placement_kafka.yaml").read_text()
+    text = text.replace("container_usage", usage).replace("placement_moves", moves)
+    (tmp_path / "pipelines" / "placement_kafka.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.delenv("HEADWATER_HOME", raising=False)
+
+    def invoke(*args: str):
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    invoke("topics", "apply", "placement_kafka")
+    csv_file = "samples/placement/hots_examples/thesis_ex_10/container_usage.csv"
+    assert "120 messages" in invoke("produce", csv_file, usage, "--csv-rows", "container_id")
+    invoke("run", "placement_kafka")
+    lake = tmp_path / "lake" / "placement_kafka"
+    models = [pq.read_table(p).to_pylist() for p in sorted(lake.glob("cluster_model/**/*.parquet"))]
+    rows = [(m["tick"], m["container_id"]) for ms in models for m in ms if not m["history"]]
+    rows = [r for r in rows if r[0] is not None]
+    assert sorted(rows) == sorted((r["timestamp"], r["container_id"]) for r in thesis_rows(0, 11))
+    for ms in models:  # whole ticks: ten containers each
+        counts = Counter(m["tick"] for m in ms if m["tick"] is not None and not m["history"])
+        assert set(counts.values()) <= {10}
+    decided = [
+        (m["container_name"], m["new_host"], m["time"])
+        for p in lake.glob("placement_decisions/**/*.parquet")
+        for m in pq.read_table(p).to_pylist()
+    ]
+    reader = KafkaConnector(moves, KafkaConnection(bootstrap_servers=kafka_bootstrap))
+    try:
+        published = [(m["container_name"], m["new_host"], m["time"]) for m in reader.applied()]
+    finally:
+        reader.close()
+    assert decided and sorted(published) == sorted(decided)
