@@ -124,3 +124,12 @@ def test_stream_runs_the_placement_loop_as_run_does(project):
         for lake in ("lake_stream", "lake")
     ]
     assert logs[0] and logs[0] == logs[1]
+
+
+def test_produce_csv_rows_names_the_key_column_it_lacks(project):
+    """No broker needed: the rows are read, and the key checked, before anything is sent."""
+    usage = "samples/placement/hots_examples/thesis_ex_10/container_usage.csv"
+    result = CliRunner().invoke(app, ["produce", usage, "t", "--csv-rows", "container"])
+    assert result.exit_code == 1
+    assert "no column 'container'" in result.output
+    assert "timestamp, container_id, machine_id, cpu" in result.output
