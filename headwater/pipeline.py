@@ -233,6 +233,7 @@ class Pipeline:
         #: Whether a batch's processing reads what the batch before it applied through its
         #: sinks (a placement loop): then batches are not overlapped (see :func:`overlapped`).
         self.closed_loop = any(p.closed_loop for ps in self.processors.values() for p in ps)
+        self.source.aligned = self.closed_loop
         self._next: Batch | None = None
         self._ahead: tuple[str, Future] | None = None
         self._reader: ThreadPoolExecutor | None = None

@@ -73,6 +73,9 @@ class Source(Component):
     #: Whether a batch always ends at a tick boundary of a usage series (the usage source
     #: cuts windows of whole ticks). A topic's batch may end part-way through a tick.
     whole_ticks = False
+    #: Set by the pipeline when its processors read what the last batch applied (a closed
+    #: loop): a batch should then hold the same stretch of time from every partition.
+    aligned = False
 
     def plan(self, previous: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
         """New batches as ``(coordinates, record count)``, given earlier batches' coordinates."""

@@ -1,12 +1,13 @@
 """``kafka``: topics cut into replayable offset-range batches; offsets committed after durable.
 
 ``plan`` reads every matching partition's end offset and cuts ``[start, end)`` ranges of at
-most ``max_records_per_batch`` records, split over the partitions in proportion to their
-backlog (Spark's maxOffsetsPerTrigger): a partition starts where the last recorded batch
-ended, else at the group's committed offset, else at ``start``. A batch
-reads exactly its ranges (assign + seek, never subscribe), so re-running it reads the same
-records. ``commit`` moves the consumer group forward only, after every sink confirmed, so the
-group's lag is what standard Kafka tools show and a crash only means a rerun.
+most ``max_records_per_batch`` records (Spark's maxOffsetsPerTrigger; ``split`` says whether
+a backlog is cut partition after partition or in proportion over them): a partition starts
+where the last recorded batch ended, else at the group's committed offset, else at
+``start``. A batch reads exactly its ranges (assign + seek, never subscribe), so re-running
+it reads the same records. ``commit`` moves the consumer group forward only, after every
+sink confirmed, so the group's lag is what standard Kafka tools show and a crash only means
+a rerun.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from headwater.batch import Batch, RawBatch, raw_table
 from headwater.config import ComponentConfig
 from headwater.errors import SourceError
 from headwater.kafka.connection import ClientErrors, ClientSettings
-from headwater.sources.base import Source, cut_across
+from headwater.sources.base import Source, cut_across, cut_ranges
 
 
 class KafkaConfig(ComponentConfig):
@@ -37,6 +38,14 @@ class KafkaConfig(ComponentConfig):
     )
     group: str = Field(description="Consumer group whose offsets record what is done.")
     max_records_per_batch: int = Field(default=10_000, gt=0, description="Batch size cap.")
+    split: Literal["auto", "in_order", "proportional"] = Field(
+        default="auto",
+        description="How a backlog over max_records_per_batch is cut: proportional takes "
+        "from every partition in proportion to its backlog, so a batch holds the same "
+        "stretch of time from each (what a placement loop's ticks need); in_order takes "
+        "partition after partition (a tenth faster on ZTF alerts: fewer partitions read at "
+        "once). auto: proportional for a closed loop (placement), else in_order.",
+    )
     start: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a partition with no history starts."
     )
@@ -187,11 +196,14 @@ class KafkaSource(Source):
             if high > start:
                 pending.append([topic, partition, start, high])
         cap = self.config.max_records_per_batch
+        split = self.config.split
+        proportional = split == "proportional" or (split == "auto" and self.aligned)
+        cut = cut_across if proportional else cut_ranges
         groups: dict[int, list[list[Any]]] = {}
         for item in pending:
             groups.setdefault(self.group_of(item[0], item[1]), []).append(item)
         cuts = {
-            g: [({"group": g, "ranges": r}, n) for r, n in cut_across(items, cap)]
+            g: [({"group": g, "ranges": r}, n) for r, n in cut(items, cap)]
             for g, items in sorted(groups.items())
             if self.config.only_group in (None, g)
         }
