@@ -217,8 +217,7 @@ class ClusterModel(Processor):
         if covering.ticks is None:
             return before, reasons
         against = refusals(usage, hosts, cols, _modelled(covering))
-        late = np.fromiter((r.endswith("(late row)") for r in against), bool, len(against))
-        if (against == "").sum() > late.sum():  # mostly new rows: the tick's rest
+        if (against == "").sum() > _count_late(against):  # mostly new rows: the tick's rest
             return covering, against
         return before, reasons
 
@@ -242,9 +241,7 @@ class ClusterModel(Processor):
             if state is None or top is None:
                 return state, reasons, merged
             mine = reasons[rows.num_rows - usage.num_rows :]  # the batch's rows come last
-            refused = mine[mine != ""]
-            late = sum(r.endswith("(late row)") for r in refused)
-            if late <= len(mine) - len(refused) - again:
+            if _count_late(mine) <= (mine == "").sum() - again:
                 return state, reasons, merged
             state = self.states.latest(state.end - 1)
 
@@ -293,11 +290,8 @@ def _hold_back(
     held, now, through = good, good, None
     if good.num_rows:
         tick = pc.cast(good[cols.tick], pa.int64(), safe=False).to_numpy()
-        names, codes = dictionary_codes(good[cols.container])
-        latest = np.full(len(names), np.iinfo(np.int64).min)
-        np.maximum.at(latest, codes, tick)
         newest = int(tick.max())
-        last = dict(zip(names.to_pylist(), latest.tolist(), strict=True))
+        last = _latest_ticks(good, cols)
         placed = previous.placement if previous is not None else {}
         known = (previous.ticks or {}) if previous is not None else {}
         last.update((c, known[c]) for c in placed if c not in last and c in known)
@@ -352,6 +346,11 @@ def _found_in(table: pa.Table, other: pa.Table, cols: UsageColumns, event: str) 
     return found
 
 
+def _count_late(reasons: np.ndarray) -> int:
+    """How many rows are refused as late (already modelled)."""
+    return sum(r.endswith("(late row)") for r in reasons[reasons != ""])
+
+
 def _first_tick(held: pa.Table, cols: UsageColumns) -> int:
     return int(pc.min(pc.cast(held[cols.tick], pa.int64(), safe=False)).as_py())
 
@@ -364,15 +363,21 @@ def _with_ticks(state: State, previous: State | None, rows: pa.Table, cols: Usag
     """``state`` with each running container's last modelled tick: the latest of the rows
     modelled here and of what the previous state recorded."""
     ticks = dict(previous.ticks or {}) if previous is not None else {}
-    if rows.num_rows:
-        # numpy over dictionary codes: Arrow's group_by cost a small window 0.2 ms
-        containers, codes = dictionary_codes(rows[cols.container])
-        tick = pc.cast(rows[cols.tick], pa.int64(), safe=False).to_numpy()
-        latest = np.full(len(containers), np.iinfo(np.int64).min)
-        np.maximum.at(latest, codes, tick)
-        for c, t in zip(containers.to_pylist(), latest.tolist(), strict=True):
-            ticks[c] = max(t, ticks.get(c, t))
+    for c, t in _latest_ticks(rows, cols).items():
+        ticks[c] = max(t, ticks.get(c, t))
     return dataclasses.replace(state, ticks={c: ticks[c] for c in state.placement if c in ticks})
+
+
+def _latest_ticks(rows: pa.Table, cols: UsageColumns) -> dict[str, int]:
+    """Each container's latest tick among ``rows``."""
+    if not rows.num_rows:
+        return {}
+    # numpy over dictionary codes: Arrow's group_by cost a small window 0.2 ms
+    containers, codes = dictionary_codes(rows[cols.container])
+    tick = pc.cast(rows[cols.tick], pa.int64(), safe=False).to_numpy()
+    latest = np.full(len(containers), np.iinfo(np.int64).min)
+    np.maximum.at(latest, codes, tick)
+    return dict(zip(containers.to_pylist(), latest.tolist(), strict=True))
 
 
 def _from_tick(table: pa.Table, first: int) -> pa.Table:
