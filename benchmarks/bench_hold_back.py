@@ -23,37 +23,30 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_placement import PERIOD, TICKS, WINDOW, project, series_model, write_case
+from bench_placement import PERIOD, STREAMS, TICKS, WINDOW, project, series_model, write_case
 
 from headwater.pipeline import Pipeline
 from headwater.placement.evaluate import moves_from_names, score
 from headwater.placement.generate import generate
 from headwater.spec.load import load_spec
 
-FILES = """
+FILES = (
+    """
 name: bench
 lake: lake
 source:
   files: {{path: data, pattern: container_usage.csv, format: csv, max_records_per_batch: {n}}}
 decode:
   csv: {{types: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
-streams:
-  cluster_model:
-    processors:
-      - cluster_model:
-          {{hosts: data/node_meta.csv, history_ticks: {history}, hold_partial_tick: {hold}}}
-    sinks: []
-  decisions:
-    from: cluster_model
-    processors:
-      - placement: {{strategy: {{balance: {{move_budget: {budget}}}}}, heatmap: false}}
-    sinks: [moves]
 """
+    + STREAMS
+)
 
 
 def run(folder: Path, n: int, hold: bool, containers: int) -> tuple[float, int, list[dict]]:
     """(loop seconds, batches, moves logged)."""
-    text = FILES.format(n=n, history=PERIOD, hold=str(hold).lower(), budget=containers)
+    model = f", hold_partial_tick: {str(hold).lower()}"
+    text = FILES.format(n=n, history=PERIOD, model=model, budget=containers)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         spec = project(root, folder, text)

@@ -56,11 +56,10 @@ source: {{usage: {{path: data, window_ticks: {w}}}}}
 decode:
   csv: {{types: {{timestamp: int64, container_id: string, machine_id: string, cpu: double}}}}
 """
-SPEC = (
-    INPUT
-    + """streams:
+#: The loop's streams; ``{model}`` adds cluster_model settings (bench_hold_back.py's).
+STREAMS = """streams:
   cluster_model:
-    processors: [{{cluster_model: {{hosts: data/node_meta.csv, history_ticks: {history}}}}}]
+    processors: [{{cluster_model: {{hosts: data/node_meta.csv, history_ticks: {history}{model}}}}}]
     sinks: []
   decisions:
     from: cluster_model
@@ -68,7 +67,7 @@ SPEC = (
       - placement: {{strategy: {{balance: {{move_budget: {budget}}}}}, heatmap: false}}
     sinks: [moves]
 """
-)
+SPEC = INPUT + STREAMS.replace("{model}", "")
 #: The same source, decoder, ledger and commits with no processor and no sink: what
 #: headwater spends on a window before any placement work (see the floor column).
 FLOOR_SPEC = INPUT + "streams: {{usage: {{processors: [], sinks: []}}}}\n"
