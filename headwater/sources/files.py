@@ -4,6 +4,8 @@ The folder is walked recursively in a stable order (sorted relative paths). In `
 format each file is one message (one Kafka message per file, as ZTF alerts are kept); in
 ``lines`` and ``csv`` formats each line is a record (CSV files keep their header aside).
 A batch's coordinates are the files and record ranges it covers: ``[[path, start, end], …]``.
+A backlog is cut file after file, or with ``split: proportional`` across the pending files
+in proportion to what each has left (files written side by side, one per host or agent).
 Files should appear atomically (write then rename); a file that grows by whole lines is
 picked up again from where the last batch ended.
 """
@@ -27,7 +29,7 @@ from headwater.batch import RawBatch, chunk_spans, raw_table
 from headwater.config import ComponentConfig
 from headwater.cores import threads
 from headwater.errors import SourceError
-from headwater.sources.base import Source, cut_ranges
+from headwater.sources.base import Source, cut_across, cut_ranges
 
 
 class FilesConfig(ComponentConfig):
@@ -39,6 +41,14 @@ class FilesConfig(ComponentConfig):
         "after the header.",
     )
     max_records_per_batch: int = Field(default=10_000, gt=0, description="Batch size cap.")
+    split: Literal["in_order", "proportional"] = Field(
+        default="in_order",
+        description="How a backlog over max_records_per_batch is cut: in_order takes file "
+        "after file, in sorted order (files that follow each other in time, such as one a "
+        "day); proportional takes from every pending file in proportion to what it has "
+        "left, so that files written side by side (one per host or agent) give each batch "
+        "the same stretch of time (what a placement loop's ticks need).",
+    )
     min_age_seconds: float = Field(
         default=0.0, ge=0, description="Ignore files modified more recently than this."
     )
@@ -158,7 +168,8 @@ class FileSource(Source):
             if total > start:
                 pending.append([rel, start, total])
         cap = self.config.max_records_per_batch
-        planned = [({"root": root, "ranges": r}, n) for r, n in cut_ranges(pending, cap)]
+        cut = cut_across if self.config.split == "proportional" else cut_ranges
+        planned = [({"root": root, "ranges": r}, n) for r, n in cut(pending, cap)]
         # one file, one message: nothing new while the listing and the batches stand
         idle = not planned and self.config.format == "messages"
         self._idle = (files, previous) if idle else None

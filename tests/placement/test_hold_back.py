@@ -45,7 +45,7 @@ def thesis_rows() -> list[dict]:
 
 def project(tmp_path: Path, n: int, history: int = 0, extra: str = "", rows=None) -> Path:
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(parents=True)
     rows = thesis_rows() if rows is None else rows
     with open(data / "usage.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -228,3 +228,50 @@ def test_a_container_that_stops_reporting_holds_ticks_back_only_for_a_while(tmp_
     assert any(6 <= e < 11 for e in ends)  # ...not once it was more than three behind
     modelled = sorted((r["tick"], r["container_id"]) for rep in reports for r in model_rows(rep))
     assert modelled == sorted((int(r["timestamp"]), r["container_id"]) for r in rows)
+
+
+def per_host_project(tmp_path: Path, split: str) -> Path:
+    """The thesis example as one file per host (as each host's agent would write it)."""
+    spec = project(tmp_path, 40)
+    rows = thesis_rows()
+    (tmp_path / "data" / "usage.csv").unlink()
+    for host in sorted({r["machine_id"] for r in rows}):
+        with open(tmp_path / "data" / f"{host}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(r for r in rows if r["machine_id"] == host)
+    spec.write_text(spec.read_text().replace("format: csv,", f"format: csv, split: {split},"))
+    return spec
+
+
+def run_spec(spec: Path) -> tuple[list, list[dict]]:
+    pipeline = open_pipeline(spec)
+    try:
+        reports = [pipeline.run(b) for b in pipeline.plan()]
+    finally:
+        pipeline.close()
+    return reports, moves_log(spec.parents[1])
+
+
+@pytest.mark.parametrize("split", ["proportional", "in_order"])
+def test_files_written_side_by_side_cut_in_proportion_give_the_usage_windows(tmp_path, split):
+    """One file per host, 60 rows each, batches of 40. Cut in proportion, each batch takes
+    the same four ticks from both files: the windows, and the moves, are those of the usage
+    source's windows of four ticks. Cut file after file, the first batch holds one host's
+    eight ticks: nothing is lost, but the first decision comes late."""
+    usage = project(tmp_path / "usage", 40)
+    source = '{files: {path: data, pattern: "*.csv", format: csv, max_records_per_batch: 40}}'
+    text = usage.read_text()
+    assert source in text
+    usage.write_text(text.replace(source, f"{{usage: {{path: {THESIS}, window_ticks: 4}}}}"))
+    expected, want = run_spec(usage)
+    windows = [r.streams["placement_decisions"].metadata["window"] for r in expected]
+    assert windows == [[0, 3], [4, 7], [8, 11]] and want
+    reports, got = run_spec(per_host_project(tmp_path / "files", split))
+    assert all(r.quarantined == 0 for r in reports)
+    windows = [r.streams["placement_decisions"].metadata["window"] for r in reports]
+    if split == "proportional":
+        assert windows == [[0, 3], [4, 7], [8, 11]]
+        assert got == want
+    else:
+        assert windows[0] == [0, 7] and got != want

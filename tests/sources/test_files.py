@@ -2,6 +2,7 @@
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -206,3 +207,32 @@ def test_a_line_appended_in_a_settled_folder_is_still_planned(ctx, tmp_path):
         fh.write('{"a": 3}\n')
     [(coords, n)] = src.plan(previous)
     assert coords["ranges"] == [["m.jsonl", 2, 3]] and n == 1
+
+
+def test_split_proportional_takes_from_every_file_and_goes_on_where_it_stopped(ctx, tmp_path):
+    """Files written side by side (one per host) are cut across: each batch takes from
+    every pending file in proportion to what it has left; lines appended later are planned
+    from where the batches before ended, once."""
+    root = tmp_path / "hosts"
+    root.mkdir()
+    for name, n in (("a.csv", 10), ("b.csv", 20), ("c.csv", 30)):
+        (root / name).write_text("tick\n" + "".join(f"{i}\n" for i in range(n)))
+    config = FilesConfig(path=str(root), format="csv", max_records_per_batch=12)
+    in_order = FileSource(config, ctx).plan([])
+    assert [r[0] for r in in_order[0][0]["ranges"]] == ["a.csv", "b.csv"]
+    src = FileSource(config.model_copy(update={"split": "proportional"}), ctx)
+    planned = src.plan([])
+    assert [n for _, n in planned] == [12] * 5
+    first = planned[0][0]["ranges"]
+    assert first == [["a.csv", 0, 2], ["b.csv", 0, 4], ["c.csv", 0, 6]]
+    read = Counter()
+    for coords, _ in planned:
+        for rel, start, end in coords["ranges"]:
+            assert start == read[rel]  # each file's ranges follow each other
+            read[rel] = end
+    assert read == {"a.csv": 10, "b.csv": 20, "c.csv": 30}
+    previous = [coords for coords, _ in planned]
+    with open(root / "b.csv", "a") as fh:
+        fh.write("20\n21\n")
+    [(coords, n)] = src.plan(previous)
+    assert coords["ranges"] == [["b.csv", 20, 22]] and n == 2

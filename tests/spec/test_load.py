@@ -44,7 +44,7 @@ def test_a_good_spec_loads_with_streams_in_dependency_order(write_spec):
             "files: {path: x, max_record_per_batch: 5}",
             "p.yaml:3: source.files.max_record_per_batch: unknown key 'max_record_per_batch' "
             "(did you mean 'max_records_per_batch'?); expected one of: path, pattern, format, "
-            "max_records_per_batch, min_age_seconds",
+            "max_records_per_batch, split, min_age_seconds",
         ),
         (
             "- solar_system: {action: include}",
