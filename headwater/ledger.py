@@ -19,6 +19,7 @@ from typing import Any
 from headwater.atomic import replace_file
 from headwater.batch import Batch
 from headwater.errors import HeadwaterError
+from headwater.settle import settled
 
 PENDING = "pending"
 DONE = "done"
@@ -37,19 +38,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     replace_file(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
 
 
-#: A window folder unchanged for this long is settled: its listing is kept while the
-#: folder's mtime stays the same. Every change to an entry renames a file into the folder,
-#: which sets its mtime; the wait covers file systems whose clock for it is coarse.
-SETTLED_NS = 2_000_000_000
-
-
 class Ledger:
     def __init__(self, root: Path):
         self.root = root
         # parsed entries by file, valid while the file's (inode, mtime, size) is unchanged:
         # a sensor tick or a stream worker scans the whole ledger, but parses only what changed
-        self._cache: dict[tuple[str, str], tuple[tuple[int, int, int], Entry]] = {}
+        self._cache: dict[str, dict[str, tuple[tuple[int, int, int], Entry]]] = {}
         self._root = str(root)
+        # each window's last scan: its batch ids in cut order (a sort of 20,000 entries
+        # costs more than the rest of the scan)
+        self._order: dict[str, tuple[frozenset[str], list[str]]] = {}
         # the entries of settled windows, by the folder's (inode, mtime): a scan of a ledger
         # of 20,000 batches took 0.3 s a cut even with every entry parsed already
         self._settled: dict[str, tuple[tuple[int, int], list[Entry]]] = {}
@@ -80,21 +78,22 @@ class Ledger:
     def _find(self, window: str, batch_id: str, path: str) -> Entry | None:
         # a string path and a stat: a scan of a window finds thousands of entries, and
         # pathlib's joins cost as much as the stat
-        key = (window, batch_id)
+        cache = self._cache.setdefault(window, {})
         try:
             st = os.stat(path)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-            cached = self._cache.get(key)
+            cached = cache.get(batch_id)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
             with open(path, "rb") as f:
                 data = json.loads(f.read())
         except FileNotFoundError:
+            cache.pop(batch_id, None)  # its inode may come back with another entry
             return None
         except (OSError, ValueError) as exc:
             raise HeadwaterError(f"batch ledger entry {path} is unreadable: {exc}") from exc
         entry = Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
-        self._cache[key] = (stamp, entry)
+        cache[batch_id] = (stamp, entry)
         return entry
 
     def get(self, window: str, batch_id: str) -> Entry:
@@ -112,28 +111,69 @@ class Ledger:
         return sorted(p.name.removeprefix("window=") for p in self.root.glob("window=*"))
 
     def window(self, window: str) -> list[Entry]:
-        """The batches recorded in a window, in the order they were cut."""
+        """The batches recorded in a window, in the order they were cut.
+
+        A done entry whose file is the one read before (the same inode, from the folder's
+        listing: no stat) is taken as read: headwater never turns a done entry back to
+        pending (``record`` keeps a recorded batch, ``complete`` writes a new file and
+        renames it over the old one), so only pending entries and new names are looked at.
+        A scan of an active window of 20,000 batches statted every one: 83 ms, at every
+        poll of a stream worker. The summary of a done entry rerun since is the one read
+        before; ``find`` reads the current one."""
         folder = self.root / f"window={window}"
+        now = time.time_ns()  # before the stat: what settled() needs
         try:
             st = os.stat(folder)  # before the listing: a change during it is seen next time
             stamp = (st.st_ino, st.st_mtime_ns)
             held = self._settled.get(window)
             if held is not None and held[0] == stamp:
                 return list(held[1])
-            names = os.listdir(folder)
+            listing = [(e.name, e.inode()) for e in os.scandir(folder)]
         except FileNotFoundError:
             return []
-        prefix = f"{folder}/"
-        entries = []
-        for name in names:
-            if name.endswith(".json") and not name.startswith("."):
-                entry = self._find(window, name[:-5], prefix + name)
-                if entry is not None:  # else removed since the listing
-                    entries.append(entry)
-        entries.sort(key=lambda e: (e.batch.created_at, e.batch.seq, e.batch.id))
-        if time.time_ns() - st.st_mtime_ns > SETTLED_NS:
+        entries = self._entries(window, f"{folder}/", listing)
+        if settled(st.st_mtime_ns, now):
             self._settled[window] = (stamp, entries)
         return list(entries)
+
+    def _entries(self, window: str, prefix: str, listing: list[tuple[str, int]]) -> list[Entry]:
+        cache = self._cache.setdefault(window, {})
+        found: dict[str, Entry] = {}
+        for name, inode in listing:
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            batch_id = name[:-5]
+            cached = cache.get(batch_id)
+            if cached is not None and cached[0][0] == inode and cached[1].status == DONE:
+                found[batch_id] = cached[1]
+                continue
+            entry = self._find(window, batch_id, prefix + name)
+            if entry is not None:  # else removed since the listing
+                found[batch_id] = entry
+        for gone in cache.keys() - found.keys():
+            del cache[gone]  # its inode may come back with another entry
+        return [found[i] for i in self._cut_order(window, found)]
+
+    def _cut_order(self, window: str, found: dict[str, Entry]) -> list[str]:
+        """The ids in the order the batches were cut: the last scan's order, with batches
+        new since appended (sorted among themselves) when they were cut after it."""
+        ids = frozenset(found)
+        last = self._order.get(window)
+        if last is not None and last[0] == ids:
+            return last[1]
+
+        def key(i: str) -> tuple[str, int, str]:
+            return (found[i].batch.created_at, found[i].batch.seq, i)
+
+        if last is not None and last[0] <= ids and last[1]:
+            new = sorted(ids - last[0], key=key)
+            if key(new[0]) > key(last[1][-1]):
+                order = last[1] + new
+                self._order[window] = (ids, order)
+                return order
+        order = sorted(ids, key=key)
+        self._order[window] = (ids, order)
+        return order
 
     def entries(self) -> Iterator[Entry]:
         for w in self.windows():

@@ -29,6 +29,7 @@ from headwater.batch import RawBatch, chunk_spans, raw_table
 from headwater.config import ComponentConfig
 from headwater.cores import threads
 from headwater.errors import SourceError
+from headwater.settle import settled
 from headwater.sources.base import Source, cut_across, cut_ranges
 
 
@@ -54,11 +55,6 @@ class FilesConfig(ComponentConfig):
     )
 
 
-#: A folder changed this close to a listing may change again within its timestamp's
-#: resolution unnoticed (git's "racily clean" entries): such a listing is not reused.
-SETTLE_SECONDS = 2.0
-
-
 @dataclass
 class _Listing:
     """A folder's listing, and the modification time of every folder under it when listed.
@@ -81,9 +77,10 @@ class _Listing:
     def unchanged(self) -> bool:
         return all(_mtime_ns(p) == t for p, t in self.folders.items())
 
-    def settled(self, scanned: float) -> bool:
-        """No folder changed within SETTLE_SECONDS of the listing."""
-        return max(self.folders.values(), default=0) < (scanned - SETTLE_SECONDS) * 1e9
+    def settled(self, scanned_ns: int) -> bool:
+        """No folder changed too close to the listing for a later change to show (see
+        headwater.settle)."""
+        return all(settled(t, scanned_ns) for t in self.folders.values() if t >= 0)
 
 
 def _mtime_ns(path: str) -> int:
@@ -118,7 +115,7 @@ class FileSource(Source):
         last = self._listing
         if last is not None and last.root == root and last.unchanged():
             return last.files
-        scanned = time.time()
+        scanned = time.time_ns()
         folders = _Listing.times_under(root)  # their times first: a change while listing shows
         files, complete = self._glob(root)
         listing = _Listing(root, folders, files)

@@ -157,13 +157,27 @@ def test_a_settled_folder_is_not_listed_again_until_something_in_it_changes(
     assert listed(src, monkeypatch) == (["a/1.bin", "a/2.bin", "a/3.bin", "c/d/4.bin"], 1)
 
 
-def test_a_folder_changed_just_now_is_listed_at_every_look(ctx, folder, monkeypatch):
+@pytest.mark.parametrize(
+    ("fraction_ns", "age_ns", "kept"),
+    [
+        (123_456_789, 50_000_000, False),  # fine-grained times: changed a 20th of a second ago
+        (123_456_789, 150_000_000, True),
+        (0, 150_000_000, False),  # whole seconds: the clock may be coarse
+        (0, 2_500_000_000, True),
+    ],
+)
+def test_a_listing_is_kept_once_no_later_change_could_leave_the_times_as_they_are(
+    ctx, folder, monkeypatch, fraction_ns, age_ns, kept
+):
     """Within a timestamp's resolution a second change can leave a folder's time as it was:
-    a listing made right after a change is not reused."""
+    a listing made that close after a change is not reused."""
+    changed = (int(time.time()) - 60) * 1_000_000_000 + fraction_ns
+    for d in (folder, folder / "a"):
+        os.utime(d, ns=(changed, changed))
+    monkeypatch.setattr(files_mod.time, "time_ns", lambda: changed + age_ns)
     src = source(ctx, folder)
-    (folder / "a" / "3.bin").write_bytes(b"new")
     assert listed(src, monkeypatch)[1] == 1
-    assert listed(src, monkeypatch)[1] == 1
+    assert listed(src, monkeypatch)[1] == (0 if kept else 1)
 
 
 def test_files_held_back_by_min_age_are_looked_at_again(ctx, folder, monkeypatch):
