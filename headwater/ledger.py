@@ -117,8 +117,8 @@ class Ledger:
         listing: no stat) is taken as read: headwater never turns a done entry back to
         pending (``record`` keeps a recorded batch, ``complete`` writes a new file and
         renames it over the old one), so only pending entries and new names are looked at.
-        A scan of an active window of 20,000 batches statted every one: 83 ms, at every
-        poll of a stream worker. The summary of a done entry rerun since is the one read
+        A scan of an active window of 20,000 batches statted every one: some 90 ms, at
+        every poll of a stream worker. The summary of a done entry rerun since is the one read
         before; ``find`` reads the current one."""
         folder = self.root / f"window={window}"
         now = time.time_ns()  # before the stat: what settled() needs
@@ -151,7 +151,7 @@ class Ledger:
             if entry is not None:  # else removed since the listing
                 found[batch_id] = entry
         for gone in cache.keys() - found.keys():
-            del cache[gone]  # its inode may come back with another entry
+            cache.pop(gone, None)  # its inode may come back with another entry
         return [found[i] for i in self._cut_order(window, found)]
 
     def _cut_order(self, window: str, found: dict[str, Entry]) -> list[str]:
