@@ -466,7 +466,7 @@ def _late(row_host: np.ndarray, bad: np.ndarray) -> np.ndarray:
     reasons = np.full(len(row_host), "", dtype=object)
     rows = np.flatnonzero(bad)
     reasons[rows] = [
-        "usage: the container was stopped before this tick"
+        "usage: the container had stopped (a stop event at this tick or before)"
         if host == STOPPED
         else f"usage: moved to unknown host {host}"
         for host in row_host[rows]
