@@ -153,11 +153,59 @@ def test_consolidate_frees_hosts_without_overloading():
     assert len(plan.notes["hosts_freed"]) == 8 - after.hosts_used
 
 
+@pytest.mark.parametrize(("containers", "hosts"), SIZES)
+@pytest.mark.parametrize("slack", [0.15, 0.3])
+def test_consolidate_moves_overloads_off_and_never_adds_to_one(containers, hosts, slack):
+    """With some room (slack 0.3) every overload is moved off; with little (0.15) what fits
+    is. Either way no host-tick ends more overloaded than it was."""
+    model = generate(containers, hosts, seed=containers, slack=slack)
+    before = host_loads(model.host_of, model.usage, hosts) - model.capacity[:, None, :]
+    plan = Consolidate(ConsolidateConfig(move_budget=containers), None).decide(model)
+    after = host_loads(plan.host_of, model.usage, hosts) - model.capacity[:, None, :]
+    assert (np.maximum(after, 0) <= np.maximum(before, 0) + 1e-9).all()
+    assert plan.best_effort == bool((after > 1e-9).any())
+    assert (plan.notes["moves_offloading"] > 0) == bool((before > 1e-9).any())
+    if slack == 0.3:
+        assert not plan.best_effort
+
+
+def small(usage: list[float], host_of: list[int], capacity: list[float]) -> ClusterModel:
+    """One tick, one metric: each container's usage, its host, each host's capacity."""
+    n = len(capacity)
+    return ClusterModel(
+        hosts=[f"h{i}" for i in range(n)],
+        capacity=np.array(capacity, float)[:, None],
+        containers=[f"c{i}" for i in range(len(usage))],
+        host_of=np.array(host_of),
+        usage=np.array(usage, float)[:, None, None],
+        ticks=np.array([0]),
+    )
+
+
+def test_consolidate_offloads_to_a_running_host_before_an_empty_one():
+    # h0 holds 5 + 4 against 8; c1, the smaller of the two that each remove it all, goes to
+    # the running h1, though the empty h2 would be the tighter fit
+    model = small([5, 4, 2], [0, 0, 1], [8, 8, 5])
+    plan = Consolidate(ConsolidateConfig(), None).decide(model)
+    assert list(plan.host_of) == [0, 1, 1] and not plan.best_effort
+    # h1 is too full for c0 or c1: the empty h2 takes c1
+    model = small([5, 4, 7], [0, 0, 1], [8, 8, 8])
+    plan = Consolidate(ConsolidateConfig(), None).decide(model)
+    assert list(plan.host_of) == [0, 2, 1] and plan.notes["hosts_freed"] == []
+    # nothing fits anywhere: left as it is, and said so
+    model = small([5, 4, 7], [0, 0, 1], [8, 8, 3])
+    plan = Consolidate(ConsolidateConfig(), None).decide(model)
+    assert list(plan.host_of) == [0, 0, 1] and plan.best_effort
+
+
 def test_consolidate_keeps_to_its_budget():
     model = generate(40, 8, slack=1.5, seed=4)
     model.host_of = np.arange(40) % 8
     plan = Consolidate(ConsolidateConfig(move_budget=5), None).decide(model)
     assert 0 < int((plan.host_of != model.host_of).sum()) <= 5
+    overloaded = generate(1000, 50, seed=1000, slack=0.3)  # offloading takes some 20 moves
+    plan = Consolidate(ConsolidateConfig(move_budget=5), None).decide(overloaded)
+    assert int((plan.host_of != overloaded.host_of).sum()) == 5 and plan.best_effort
 
 
 @pytest.mark.parametrize(
