@@ -127,6 +127,19 @@ def test_workload_balance_sheds_from_hosts_above_the_threshold():
     assert int((plan.host_of != model.host_of).sum()) > 0
 
 
+def test_workload_balance_says_best_effort_when_peaks_still_overload():
+    """Hosts under the threshold on average, some overloaded at their peaks: nothing is
+    hot, nothing moves, and the plan says overloads remain."""
+    model = generate(20, 4, seed=20, slack=0.3)
+    assert (host_loads(model.host_of, model.usage, 4) > model.capacity[:, None, :]).any()
+    plan = WorkloadBalance(WorkloadBalanceConfig(), None).decide(model)
+    assert plan.notes["hosts_above_threshold"] == 0
+    assert (plan.host_of == model.host_of).all() and plan.best_effort
+    fine = Balance(BalanceConfig(), None).decide(model).host_of
+    model.host_of = fine  # no overload left: not best effort
+    assert not WorkloadBalance(WorkloadBalanceConfig(), None).decide(model).best_effort
+
+
 def test_workload_balance_moves_the_container_closest_to_the_mean():
     t = np.arange(4)
     usage = np.array([[4.0] * 4, [1.0] * 4, [2.0] * 4, [1.0] * 4])[:, :, None]

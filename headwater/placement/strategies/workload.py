@@ -63,7 +63,12 @@ class WorkloadBalance(Strategy):
             if not made:
                 break
         hot_left = int((util > self.config.threshold + EPS).sum())
-        return Plan(host_of, hot_left > 0, {"rounds": rounds, "hosts_above_threshold": hot_left})
+        # the threshold is on the mean: a host under it may still be overloaded at its peak,
+        # and best_effort says overloads remain, whatever the strategy aims at
+        loads = host_loads(host_of, model.usage, len(model.hosts))
+        over = bool((loads - model.capacity[:, None, :] > EPS).any())
+        notes = {"rounds": rounds, "hosts_above_threshold": hot_left}
+        return Plan(host_of, hot_left > 0 or over, notes)
 
     def _shed(
         self, h: int, host_of: np.ndarray, use: np.ndarray, cap: np.ndarray, util: np.ndarray
