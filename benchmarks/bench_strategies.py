@@ -19,11 +19,8 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
-from headwater.placement.evaluate import Move, score
+from headwater.placement.evaluate import moves_to, score
 from headwater.placement.generate import generate
-from headwater.placement.model import ClusterModel
 from headwater.placement.strategies.balance import Balance, BalanceConfig
 from headwater.placement.strategies.consolidate import Consolidate, ConsolidateConfig
 from headwater.placement.strategies.workload import WorkloadBalance, WorkloadBalanceConfig
@@ -35,15 +32,6 @@ def strategies(budget: int) -> dict:
         "workload_balance": WorkloadBalance(WorkloadBalanceConfig(move_budget=budget), None),
         "consolidate": Consolidate(ConsolidateConfig(move_budget=budget), None),
     }
-
-
-def applied(model: ClusterModel, host_of: np.ndarray):
-    first = int(model.ticks[0]) - 1
-    moves = [
-        Move(int(c), int(model.host_of[c]), int(host_of[c]), first)
-        for c in np.flatnonzero(host_of != model.host_of)
-    ]
-    return score(model, moves)
 
 
 def main() -> None:
@@ -70,7 +58,7 @@ def main() -> None:
                     times.append(time.perf_counter() - started)
                 seconds = statistics.median(times)
                 base = seconds if base is None else base
-                after = applied(model, plan.host_of)
+                after = score(model, moves_to(model, plan.host_of))
                 print(
                     f"{size + f' slack {slack:g}':22} {name:17} "
                     f"{before.overloaded_host_ticks:>5} -> {after.overloaded_host_ticks:<5} "

@@ -101,6 +101,14 @@ def score(model: ClusterModel, moves: Iterable[Move] = (), solve_seconds: float 
     )
 
 
+def moves_to(model: ClusterModel, host_of: np.ndarray) -> list[Move]:
+    """The moves that put ``host_of`` in place from the window's first tick (a move at
+    ``t`` applies from ``t + 1``): a strategy's plan replayed over the window it decided on."""
+    first = int(model.ticks[0]) - 1 if len(model.ticks) else 0
+    moved = np.flatnonzero(host_of != model.host_of)
+    return [Move(int(c), int(model.host_of[c]), int(host_of[c]), first) for c in moved]
+
+
 def moves_from_names(
     model: ClusterModel, records: Iterable[Mapping[str, object]], default_time: int
 ) -> list[Move]:

@@ -21,7 +21,13 @@ from pydantic import Field
 from headwater.arrow import dictionary_codes
 from headwater.config import ComponentConfig
 from headwater.placement import plugins
-from headwater.placement.evaluate import Move, loads_over_time, placements_over_time, score
+from headwater.placement.evaluate import (
+    Move,
+    loads_over_time,
+    moves_to,
+    placements_over_time,
+    score,
+)
 from headwater.placement.model import (
     DECISION_TICK_KEY,
     NO_DECISION,
@@ -75,8 +81,7 @@ class Placement(Processor):
         moved = np.flatnonzero(plan.host_of != model.host_of)
         model = window_of(model, table)  # history informs the strategy; the window is scored
         at = int(model.ticks[-1]) if len(model.ticks) else 0
-        first = int(model.ticks[0]) - 1 if len(model.ticks) else 0
-        replay = [Move(int(c), int(model.host_of[c]), int(plan.host_of[c]), first) for c in moved]
+        replay = moves_to(model, plan.host_of)
         before, after = score(model), score(model, replay, seconds)
         meta: dict[str, Any] = {
             "strategy": self.config.strategy[0],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headwater.placement.evaluate import Move, score
+from headwater.placement.evaluate import moves_to, score
 from headwater.placement.generate import generate
 from headwater.placement.model import ClusterModel, host_loads
 from headwater.placement.strategies.balance import Balance, BalanceConfig
@@ -17,12 +17,7 @@ SIZES = [(20, 4), (50, 5), (100, 10), (1000, 50)]
 
 def apply(model: ClusterModel, host_of: np.ndarray):
     """Score the window with the new placement in place from its first tick."""
-    first = int(model.ticks[0]) - 1
-    moves = [
-        Move(int(c), int(model.host_of[c]), int(host_of[c]), first)
-        for c in np.flatnonzero(host_of != model.host_of)
-    ]
-    return score(model, moves)
+    return score(model, moves_to(model, host_of))
 
 
 def balance(**settings) -> Balance:

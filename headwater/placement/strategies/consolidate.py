@@ -16,6 +16,8 @@ container only where the two fit under ``target_utilisation`` at every tick and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from pydantic import Field
 
@@ -35,85 +37,86 @@ class Consolidate(Strategy):
     Config = ConsolidateConfig
 
     def decide(self, model: ClusterModel) -> Plan:
-        cap = model.capacity * self.config.target_utilisation
         host_of = model.host_of.copy()
-        loads = host_loads(host_of, model.usage, len(model.hosts))
-        budget = MoveBudget(model.host_of, self.config.move_budget)
+        work = _Work(
+            model,
+            host_of,
+            host_loads(host_of, model.usage, len(model.hosts)),
+            model.capacity * self.config.target_utilisation,
+            MoveBudget(model.host_of, self.config.move_budget),
+        )
         offloaded = 0
-        while self._offload(model, host_of, loads, cap, budget):
+        while _offload(work):
             offloaded += 1
         freed = []
-        while (h := self._free_one(model, host_of, loads, cap, budget)) is not None:
+        while (h := _free_one(work)) is not None:
             freed.append(model.hosts[h])
-        over = np.maximum(loads - model.capacity[:, None, :], 0).sum()
+        over = np.maximum(work.loads - model.capacity[:, None, :], 0).sum()
         notes = {"hosts_freed": freed, "moves_offloading": offloaded}
         return Plan(host_of, bool(over > EPS), notes)
 
-    def _offload(
-        self,
-        model: ClusterModel,
-        host_of: np.ndarray,
-        loads: np.ndarray,
-        cap: np.ndarray,
-        budget: MoveBudget,
-    ) -> bool:
-        """Make one move off an overloaded host (the most overloaded that can shed one);
-        False when none can."""
-        excess = np.maximum(loads - model.capacity[:, None, :], 0)  # (H, T, M)
-        volume = excess.sum(axis=(1, 2))
-        active = np.bincount(host_of, minlength=len(model.hosts)) > 0
-        used = budget.used(host_of)
-        for h in np.flatnonzero(volume > EPS)[np.argsort(-volume[volume > EPS], kind="stable")]:
-            cs = np.flatnonzero(host_of == h)
-            left = np.maximum(loads[h][None] - model.usage[cs] - model.capacity[h], 0)
-            gain = volume[h] - left.sum(axis=(1, 2))  # the overload each one's leaving removes
-            peak = model.usage[cs].max(axis=(1, 2))
-            keep = gain > EPS
-            cs = cs[keep][np.lexsort((peak[keep], -gain[keep]))]  # the most, then the smaller
-            for c in cs:
-                g = _best_fit(int(c), int(h), loads, model.usage, cap, active)
-                if g is None:
-                    continue
-                extra = int(g != budget.original[c]) - int(h != budget.original[c])
-                if used + extra <= budget.limit:
-                    _move(int(c), int(h), g, host_of, loads, model.usage)
-                    return True
-        return False
 
-    def _free_one(
-        self,
-        model: ClusterModel,
-        host_of: np.ndarray,
-        loads: np.ndarray,
-        cap: np.ndarray,
-        budget: MoveBudget,
-    ) -> int | None:
-        """Empty the first host that can be (fewest containers, then least load); its index,
-        or None when none can within the budget."""
-        per_host = np.bincount(host_of, minlength=len(model.hosts))
-        active = np.flatnonzero(per_host > 0)
-        order = active[np.lexsort((loads[active].sum(axis=(1, 2)), per_host[active]))]
-        for h in order:
-            plan = _empty(int(h), host_of, loads, model.usage, cap, active)
-            if plan is None:
+@dataclass
+class _Work:
+    """The placement being built: each container's host, each host's load (H, T, M), the
+    load a receiving host may reach, and the move budget."""
+
+    model: ClusterModel
+    host_of: np.ndarray
+    loads: np.ndarray
+    cap: np.ndarray
+    budget: MoveBudget
+
+    def move(self, c: int, h: int, g: int) -> None:
+        self.loads[h] -= self.model.usage[c]
+        self.loads[g] += self.model.usage[c]
+        self.host_of[c] = g
+
+
+def _offload(work: _Work) -> bool:
+    """Make one move off an overloaded host (the most overloaded that can shed one); False
+    when none can."""
+    model, host_of, loads = work.model, work.host_of, work.loads
+    volume = np.maximum(loads - model.capacity[:, None, :], 0).sum(axis=(1, 2))
+    active = np.bincount(host_of, minlength=len(model.hosts)) > 0
+    used, original = work.budget.used(host_of), work.budget.original
+    for h in np.flatnonzero(volume > EPS)[np.argsort(-volume[volume > EPS], kind="stable")]:
+        cs = np.flatnonzero(host_of == h)
+        left = np.maximum(loads[h][None] - model.usage[cs] - model.capacity[h], 0)
+        gain = volume[h] - left.sum(axis=(1, 2))  # the overload each one's leaving removes
+        peak = model.usage[cs].max(axis=(1, 2))
+        keep = gain > EPS
+        cs = cs[keep][np.lexsort((peak[keep], -gain[keep]))]  # the most, then the smaller
+        for c in cs:
+            g = _best_fit(int(c), int(h), loads, model.usage, work.cap, active)
+            if g is None:
                 continue
-            trial = host_of.copy()
-            for c, g in plan:
-                trial[c] = g
-            if budget.used(trial) > budget.limit:
-                continue
-            for c, g in plan:
-                _move(c, int(h), g, host_of, loads, model.usage)
-            return int(h)
-        return None
+            if used + int(g != original[c]) - int(h != original[c]) <= work.budget.limit:
+                work.move(int(c), int(h), g)
+                return True
+    return False
 
 
-def _move(
-    c: int, h: int, g: int, host_of: np.ndarray, loads: np.ndarray, usage: np.ndarray
-) -> None:
-    loads[h] -= usage[c]
-    loads[g] += usage[c]
-    host_of[c] = g
+def _free_one(work: _Work) -> int | None:
+    """Empty the first host that can be (fewest containers, then least load); its index, or
+    None when none can within the budget."""
+    model, host_of, loads = work.model, work.host_of, work.loads
+    per_host = np.bincount(host_of, minlength=len(model.hosts))
+    active = np.flatnonzero(per_host > 0)
+    order = active[np.lexsort((loads[active].sum(axis=(1, 2)), per_host[active]))]
+    for h in order:
+        plan = _empty(int(h), host_of, loads, model.usage, work.cap, active)
+        if plan is None:
+            continue
+        trial = host_of.copy()
+        for c, g in plan:
+            trial[c] = g
+        if work.budget.used(trial) > work.budget.limit:
+            continue
+        for c, g in plan:
+            work.move(c, int(h), g)
+        return int(h)
+    return None
 
 
 def _best_fit(
