@@ -135,6 +135,34 @@ def test_workload_balance_says_best_effort_when_peaks_still_overload():
     assert not WorkloadBalance(WorkloadBalanceConfig(), None).decide(model).best_effort
 
 
+def test_workload_balance_never_overloads_the_host_it_moves_to():
+    """b (3 CPU) leaving h0 (mean 0.9 > 0.8) would bring h1 to a mean of 0.75, under the
+    threshold, but to 12 of 10 at its peak: Watcher's rule moves it, the default does not."""
+    usage = np.array([[6.0, 6.0], [3.0, 3.0], [0.0, 9.0]])[:, :, None]
+    model = ClusterModel(
+        hosts=["h0", "h1"],
+        capacity=np.array([[10.0], [10.0]]),
+        containers=list("abc"),
+        host_of=np.array([0, 0, 1]),
+        usage=usage,
+        ticks=np.arange(2),
+    )
+    plan = WorkloadBalance(WorkloadBalanceConfig(), None).decide(model)
+    assert list(plan.host_of) == [0, 0, 1] and plan.best_effort  # h0 stays above 0.8
+    watcher = WorkloadBalanceConfig(respect_capacity=False)
+    assert list(WorkloadBalance(watcher, None).decide(model).host_of) == [0, 1, 1]
+
+
+@pytest.mark.parametrize(("containers", "hosts"), SIZES)
+def test_workload_balance_adds_to_no_overload(containers, hosts):
+    model = generate(containers, hosts, seed=containers)
+    before = host_loads(model.host_of, model.usage, hosts) - model.capacity[:, None, :]
+    cfg = WorkloadBalanceConfig(move_budget=containers)
+    plan = WorkloadBalance(cfg, None).decide(model)
+    after = host_loads(plan.host_of, model.usage, hosts) - model.capacity[:, None, :]
+    assert (np.maximum(after, 0) <= np.maximum(before, 0) + 1e-9).all()
+
+
 def test_workload_balance_moves_the_container_closest_to_the_mean():
     t = np.arange(4)
     usage = np.array([[4.0] * 4, [1.0] * 4, [2.0] * 4, [1.0] * 4])[:, :, None]

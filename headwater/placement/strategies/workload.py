@@ -9,6 +9,8 @@ move is possible, or the budget is spent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from pydantic import Field
 
@@ -25,6 +27,12 @@ class WorkloadBalanceConfig(ComponentConfig):
     move_budget: int = Field(default=100, ge=0, description="Most containers moved per batch.")
     rounds: int | None = Field(
         default=None, ge=1, description="Rounds of one move per hot host; default until done."
+    )
+    respect_capacity: bool = Field(
+        default=True,
+        description="A host receives a container only where the two fit under its capacity "
+        "at every tick and metric. false: the mean threshold alone decides, as in Watcher "
+        "(a move may then overload the receiving host at its peak).",
     )
 
 
@@ -46,6 +54,10 @@ class WorkloadBalance(Strategy):
         host_of = model.host_of.copy()
         load = host_loads(host_of, model.usage[:, :, m : m + 1], len(model.hosts))
         util = load[:, :, 0].mean(axis=1) / cap
+        # every metric's load per tick, kept up to date, when receiving hosts must not overload
+        peaks = None
+        if self.config.respect_capacity:
+            peaks = _Peaks(host_loads(host_of, model.usage, len(model.hosts)), model)
         moved, rounds = 0, 0
         while moved < self.config.move_budget and (
             self.config.rounds is None or rounds < self.config.rounds
@@ -57,7 +69,7 @@ class WorkloadBalance(Strategy):
             for h in hot:
                 if moved >= self.config.move_budget:
                     break
-                if self._shed(h, host_of, mean_use, cap, util):
+                if self._shed(h, host_of, mean_use, cap, util, peaks):
                     made += 1
                     moved += 1
             if not made:
@@ -71,7 +83,13 @@ class WorkloadBalance(Strategy):
         return Plan(host_of, hot_left > 0 or over, notes)
 
     def _shed(
-        self, h: int, host_of: np.ndarray, use: np.ndarray, cap: np.ndarray, util: np.ndarray
+        self,
+        h: int,
+        host_of: np.ndarray,
+        use: np.ndarray,
+        cap: np.ndarray,
+        util: np.ndarray,
+        peaks: _Peaks | None,
     ) -> bool:
         cs = np.flatnonzero(host_of == h)
         if not len(cs):
@@ -79,6 +97,8 @@ class WorkloadBalance(Strategy):
         mean = util.mean()
         after = util[h] - use[cs] / cap[h]  # (k,) the host's utilisation without each one
         fits = util[None, :] + use[cs][:, None] / cap[None, :] <= self.config.threshold + EPS
+        if peaks is not None:
+            fits &= peaks.fits(cs)
         fits[:, h] = False
         usable = fits.any(axis=1)
         if not usable.any():
@@ -91,4 +111,23 @@ class WorkloadBalance(Strategy):
         util[h] -= use[c] / cap[h]
         util[g] += use[c] / cap[g]
         host_of[c] = g
+        if peaks is not None:
+            peaks.move(c, h, g)
         return True
+
+
+@dataclass
+class _Peaks:
+    """Each host's load per tick and metric, for receiving hosts that must not overload."""
+
+    loads: np.ndarray  # (H, T, M)
+    model: ClusterModel
+
+    def fits(self, cs: np.ndarray) -> np.ndarray:
+        """(containers, hosts): whether each container fits on each host at every tick."""
+        after = self.loads[None] + self.model.usage[cs][:, None]  # (k, H, T, M)
+        return (after <= self.model.capacity[None, :, None, :] + EPS).all(axis=(2, 3))
+
+    def move(self, c: int, h: int, g: int) -> None:
+        self.loads[h] -= self.model.usage[c]
+        self.loads[g] += self.model.usage[c]
