@@ -40,7 +40,7 @@ def csv_rows(files: list[Path], key: str) -> list[tuple[str, bytes]]:
         if key not in table.column_names:
             raise HeadwaterError(
                 f"{path}: no column {key!r} to key the messages by; it has "
-                f"{', '.join(table.column_names)}. Pass --key with one of them."
+                f"{', '.join(table.column_names)}. Pass --csv-rows with one of them."
             )
         # per row, but this is a loader for demos and tests, not a pipeline's hot path
         out.extend((str(row[key]), json.dumps(row).encode()) for row in table.to_pylist())

@@ -133,3 +133,4 @@ def test_produce_csv_rows_names_the_key_column_it_lacks(project):
     assert result.exit_code == 1
     assert "no column 'container'" in result.output
     assert "timestamp, container_id, machine_id, cpu" in result.output
+    assert "Pass --csv-rows with one of them" in result.output  # the option that fixes it
