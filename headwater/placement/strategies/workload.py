@@ -77,7 +77,9 @@ class WorkloadBalance(Strategy):
         hot_left = int((util > self.config.threshold + EPS).sum())
         # the threshold is on the mean: a host under it may still be overloaded at its peak,
         # and best_effort says overloads remain, whatever the strategy aims at
-        loads = host_loads(host_of, model.usage, len(model.hosts))
+        loads = (
+            peaks.loads if peaks is not None else host_loads(host_of, model.usage, len(model.hosts))
+        )
         over = bool((loads - model.capacity[:, None, :] > EPS).any())
         notes = {"rounds": rounds, "hosts_above_threshold": hot_left}
         return Plan(host_of, hot_left > 0 or over, notes)
