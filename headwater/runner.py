@@ -26,6 +26,16 @@ class RunOutcome:
     error: str = ""
 
 
+def dagster_home(root: Path) -> Path:
+    """The folder for ``DAGSTER_HOME`` that gives the instance ``dagster_instance`` builds: the
+    project root when it has a dagster.yaml (whose storage paths are relative to the root),
+    else ``.dagster`` (Dagster's defaults put everything under it)."""
+    if (root / "dagster.yaml").exists():
+        return root
+    (root / ".dagster").mkdir(parents=True, exist_ok=True)
+    return root / ".dagster"
+
+
 def dagster_instance(root: Path, capture_logs: bool = True):
     """``$DAGSTER_HOME``'s instance, else the project's: root/dagster.yaml, storage in .dagster.
 

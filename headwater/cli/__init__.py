@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -285,9 +286,19 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Start the Dagster web UI and daemon on this project (dagster dev)."""
+    from headwater.runner import dagster_home
+
     root = home()
+    if not os.environ.get("DAGSTER_HOME"):
+        # the instance `headwater run` uses (see runner.dagster_instance): without
+        # DAGSTER_HOME, dagster dev announces a temporary instance "removed when dagster dev
+        # exits" and makes a folder for it, though the runs land in the project's .dagster/
+        os.environ["DAGSTER_HOME"] = str(dagster_home(root))
     cmd = [
         sys.executable,
+        # `dagster dev` says it is superseded by `dg dev`, another package: not the user's call
+        "-W",
+        "ignore:Function `dev_command` is superseded",
         "-m",
         "dagster",
         "dev",
@@ -300,6 +311,10 @@ def ui(
     ]
     out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)")
     os.chdir(root)
+    # dagster dev stops on SIGTERM by handing it to SIGINT's handler; a shell starts a
+    # background job with SIGINT ignored, and that survives exec: `kill PID` (a process
+    # manager's stop) would then be ignored too
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     # become `dagster dev` so that signals (Ctrl-C, SIGTERM) reach it directly
     os.execv(sys.executable, cmd)
 
