@@ -5,6 +5,7 @@ SIGTERM even when started in the background (where a shell leaves SIGINT ignored
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,3 +84,27 @@ def test_ui_serves_the_project_instance_and_stops_on_sigterm(project):  # noqa: 
         assert "temporary directory" not in text and "superseded" not in text, text[-3000:]
     finally:
         stop_group(proc)
+
+
+def test_ui_refuses_a_port_in_use_before_starting_dagster(project):  # noqa: F811
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "HEADWATER_HOME")}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "headwater"), "ui", "--port", str(port)],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:  # dagster dev, started, would not exit on its own: stopped by PID after 60 s
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            stop_group(proc)
+    assert proc.returncode == 1, stdout + stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert "--port" in stderr and "Launching Dagster" not in stdout + stderr

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -289,6 +290,14 @@ def ui(
     from headwater.runner import dagster_home
 
     root = home()
+    busy = _cannot_listen(host, port)
+    if busy:
+        fail(
+            HeadwaterError(
+                f"headwater ui: cannot listen on {host}:{port} ({busy}); another headwater ui "
+                "or dagster dev may hold it. Stop it, or pass another --port."
+            )
+        )
     if not os.environ.get("DAGSTER_HOME"):
         # the instance `headwater run` uses (see runner.dagster_instance): without
         # DAGSTER_HOME, dagster dev announces a temporary instance "removed when dagster dev
@@ -317,6 +326,24 @@ def ui(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # become `dagster dev` so that signals (Ctrl-C, SIGTERM) reach it directly
     os.execv(sys.executable, cmd)
+
+
+def _cannot_listen(host: str, port: int) -> str:
+    """Why the web server could not listen on host:port ('' if it can). Checked before
+    dagster dev starts: its web server, refused the port, logs the error and stays up
+    without serving, and dagster dev with it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return str(exc)
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def main() -> None:
