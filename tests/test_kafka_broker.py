@@ -1,14 +1,16 @@
 """The project's own Kafka broker: real ZTF alerts through a real topic and back."""
 
+import subprocess
 import uuid
 
 import fastavro
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from headwater.batch import RawBatch, raw_table
 from headwater.decoders.avro import AvroConfig, AvroDecoder
-from tests.conftest import ztf_files
+from tests.conftest import REPO, ztf_files
 
 
 def create_topic(bootstrap: str, partitions: int) -> str:
@@ -117,3 +119,21 @@ def test_headwater_produce_loads_a_folder_into_a_topic(kafka_bootstrap):
         ],
     )
     assert missing.exit_code == 1 and "were not delivered" in missing.output
+
+
+def test_the_broker_script_refuses_a_port_in_use_with_one_line(kafka_bootstrap):
+    """A second broker on a held port: one clear line and exit 1, not a Java stack trace
+    (the port is held by the session's broker, or any listener at $KAFKA_BOOTSTRAP_SERVERS)."""
+    host, port = kafka_bootstrap.split(",")[0].rsplit(":", 1)
+    if host not in ("127.0.0.1", "localhost"):  # only with an outside $KAFKA_BOOTSTRAP_SERVERS
+        pytest.skip(f"the held port must be local; {host} is not")
+    done = subprocess.run(
+        [str(REPO / "scripts" / "kafka-broker"), port],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: cannot start a Kafka broker on 127.0.0.1:{port}" in done.stderr
+    assert "another port" in done.stderr and "Traceback" not in done.stderr
+    assert "ready" not in done.stdout

@@ -12,10 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from headwater.ports import free_port
 from headwater.resources.project import get_pipeline
 from headwater.runner import dagster_instance, run_batches
 from tests.conftest import stop_group
-from tests.test_webui import free_port, graphql, project  # noqa: F401  (the fixture)
+from tests.test_webui import graphql, project  # noqa: F401  (the fixture)
 
 
 def _background_job() -> None:

@@ -7,7 +7,6 @@ asks its GraphQL API what a person would look for, and stops it by PID.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,10 @@ import urllib.request
 
 import pytest
 
+from headwater.ports import free_port
 from headwater.resources.project import get_pipeline
 from headwater.runner import dagster_instance, run_batches
 from tests.conftest import REPO, stop_group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port: int, query: str) -> dict:

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -287,10 +286,12 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Start the Dagster web UI and daemon on this project (dagster dev)."""
+    from headwater.ports import cannot_listen
     from headwater.runner import dagster_home
 
     root = home()
-    busy = _cannot_listen(host, port)
+    # dagster dev's web server, refused the port, logs it and stays up serving nothing
+    busy = cannot_listen(host, port)
     if busy:
         fail(
             HeadwaterError(
@@ -326,24 +327,6 @@ def ui(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # become `dagster dev` so that signals (Ctrl-C, SIGTERM) reach it directly
     os.execv(sys.executable, cmd)
-
-
-def _cannot_listen(host: str, port: int) -> str:
-    """Why the web server could not listen on host:port ('' if it can). Checked before
-    dagster dev starts: its web server, refused the port, logs the error and stays up
-    without serving, and dagster dev with it."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        return str(exc)
-    family, kind, proto, _name, address = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds
-        try:
-            s.bind(address)
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return ""
 
 
 def main() -> None:

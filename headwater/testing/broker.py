@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from headwater.errors import HeadwaterError
+from headwater.ports import cannot_listen, free_port
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -98,12 +98,6 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LocalBroker:
     """Start, wait for, and stop one local KRaft broker."""
 
@@ -147,6 +141,12 @@ class LocalBroker:
 
     def start(self) -> LocalBroker:
         """Format storage in a new folder (first start only) and start the broker."""
+        busy = cannot_listen("127.0.0.1", self.port) if self.port and self.dir is None else ""
+        if busy:  # the broker would stop with a Java stack trace in its log
+            raise HeadwaterError(
+                f"cannot start a Kafka broker on 127.0.0.1:{self.port} ({busy}): another "
+                "broker may hold it. Stop it, or pass another port (0: any free one)."
+            )
         libs = fetch_jars(self.version)
         if self.dir is None:
             self._format(libs)
@@ -235,9 +235,9 @@ class LocalBroker:
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self.proc.poll() is not None:
-                raise HeadwaterError(
-                    f"the Kafka broker exited with {self.proc.returncode}: {self.log_tail()}"
-                )
+                tail = self.log_tail()
+                self.stop()  # its storage folder too
+                raise HeadwaterError(f"the Kafka broker exited with {self.proc.returncode}: {tail}")
             try:
                 admin.list_topics(timeout=2)
                 return
