@@ -1,13 +1,19 @@
 """The CLI as a user runs it: run, query, validate, batches."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from headwater.cli import app
-from tests.conftest import REPO
+from headwater.resources.project import get_pipeline, release_pipeline
+from tests.conftest import REPO, stop_group
 
 
 @pytest.fixture
@@ -134,3 +140,43 @@ def test_produce_csv_rows_names_the_key_column_it_lacks(project):
     assert "no column 'container'" in result.output
     assert "timestamp, container_id, machine_id, cpu" in result.output
     assert "Pass --csv-rows with one of them" in result.output  # the option that fixes it
+
+
+def test_a_second_stream_worker_of_a_pipeline_is_refused(project):
+    """A worker left running (another terminal, a unit started twice) and a new one would
+    cut and run the same batches: the second says who holds the pipeline and exits."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "HEADWATER_HOME")}
+    first = subprocess.Popen(
+        [str(Path(sys.executable).parent / "headwater"), "stream", "placement"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = first.stdout.readline()  # said once it holds the pipeline and is ready
+        assert "streaming from its usage source" in line, line + first.stdout.read()
+        second = invoke("stream", "placement", "--idle-exit", "1")
+        assert second.exit_code == 1
+        assert f"another headwater stream (PID {first.pid}) is running pipeline placement" in (
+            " ".join(second.output.split())  # the message wraps on the terminal's width
+        )
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+    finally:
+        stop_group(first)
+    assert invoke("stream", "placement", "--idle-exit", "1").exit_code == 0  # free again
+
+
+def test_a_pipeline_a_command_closed_is_not_handed_to_the_next(project):
+    """Commands in one process (tests, a notebook) share pipelines; one closed by a command
+    that ended (its moves connector closed with it) failed every batch of the next one."""
+    spec = str(project / "pipelines" / "placement.yaml")
+    first = get_pipeline(spec)
+    assert get_pipeline(spec) is first  # shared while open
+    release_pipeline(first)
+    again = get_pipeline(spec)
+    assert again is not first
+    release_pipeline(again)

@@ -55,13 +55,16 @@ def stream(
     events, or a run with --record runs). SIGTERM or Ctrl-C finish the batch in hand, commit
     it, and exit.
     """
-    from headwater.resources.project import get_pipeline
+    from headwater.resources.project import get_pipeline, release_pipeline
     from headwater.worker import StreamWorker
+    from headwater.worker_lock import WorkerLock
 
     try:
         spec_file = resolve_spec(pipeline)
         overrides = with_group(spec_file, set_ or [], partition_group)
         p = get_pipeline(str(spec_file), tuple(overrides), str(home()))
+        lock = WorkerLock(p.lake.pipeline_dir(p.name) / "_workers", p.name, partition_group)
+        lock.acquire()  # released when this process ends, however it ends
         worker = StreamWorker(
             spec_file,
             p,
@@ -92,7 +95,9 @@ def stream(
         fail(exc)
     finally:
         if "p" in locals():
-            p.close()
+            release_pipeline(p)
+        if "lock" in locals():
+            lock.release()
     out.print(
         f"stopped: {stats.batches} batch(es), {stats.records} records, {stats.failed} failed "
         "attempt(s)"

@@ -44,6 +44,15 @@ def get_pipeline(
     return pipeline
 
 
+def release_pipeline(pipeline: Pipeline) -> None:
+    """Close ``pipeline`` and forget it: a closed pipeline (its connectors, its read-ahead)
+    must not be handed out again, as the next command in the same process would get it."""
+    for key, cached in list(_PIPELINES.items()):
+        if cached is pipeline:
+            del _PIPELINES[key]
+    pipeline.close()
+
+
 def close_pipelines() -> None:
     """Close every cached pipeline's clients (a process about to stop, or a test's broker)."""
     while _PIPELINES:
