@@ -1,12 +1,14 @@
-"""One ``headwater stream`` worker per pipeline (or per partition group) on a lake.
+"""One process cutting and running a pipeline's batches (or a partition group's) on a lake.
 
-Two workers on the same batches would both cut and run them: for a placement loop, two
-models deciding from the same state; for any pipeline, every batch done twice. A worker
-holds an advisory lock (``flock``) in ``<lake>/<pipeline>/_workers/`` while it runs; the
-kernel drops it when the process ends, however it ends, so a killed worker leaves no stale
-lock. A worker of every group holds ``all.lock`` exclusively; a worker of one partition group
-holds ``all.lock`` shared and its group's lock exclusively, so workers of different groups
-run side by side and none runs beside a worker of every group.
+Two processes on the same batches — two ``headwater stream`` workers, or a worker and a
+``headwater run`` — would both cut and run them: for a placement loop, two models deciding
+from the same state; for any pipeline, every batch done twice. Each holds an advisory lock
+(``flock``) in ``<lake>/<pipeline>/_workers/`` while it runs; the kernel drops it when the
+process ends, however it ends, so a killed worker leaves no stale lock. A process of every
+group holds ``all.lock`` exclusively; one of a single partition group holds ``all.lock``
+shared and its group's lock exclusively, so groups run side by side and none beside a
+process of every group. (Runs the Dagster sensor launches are queued per group by the
+instance's run coordinator instead.)
 """
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ from headwater.errors import HeadwaterError
 
 
 class WorkerLock:
-    def __init__(self, folder: Path, pipeline: str, group: int | None):
+    def __init__(self, folder: Path, pipeline: str, group: int | None, command: str):
         self.folder, self.pipeline, self.group = folder, pipeline, group
+        self.command = command  # named in the refusal the next process gets
         self._files: list[IO[str]] = []
+        self._refused: Path | None = None
+
+    @classmethod
+    def of(cls, pipeline, group: int | None, command: str) -> WorkerLock:
+        """The lock of a :class:`headwater.pipeline.Pipeline` (or one partition group)."""
+        return cls(
+            pipeline.lake.pipeline_dir(pipeline.name) / "_workers", pipeline.name, group, command
+        )
 
     def acquire(self) -> WorkerLock:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -43,32 +54,32 @@ class WorkerLock:
         try:
             fcntl.flock(f, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._last = self.folder / name
+            self._refused = self.folder / name
             f.close()
             raise
         self._files.append(f)
-        if mode == fcntl.LOCK_EX:  # who holds it, for the next worker's message
+        if mode == fcntl.LOCK_EX:  # who holds it, for the next process's message
             f.truncate(0)
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{self.command}, PID {os.getpid()}\n")
             f.flush()
 
     def _holder(self) -> str:
-        """Who holds the lock that was refused: a PID, or workers of partition groups."""
-        with open(self._last) as f:
-            try:  # shared holders only: group workers (the PID there is an earlier holder's)
+        """Who holds the lock that was refused, with the verb."""
+        with open(self._refused) as f:
+            try:  # shared holders only: partition groups' (what is written is an earlier one's)
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return "workers of partition groups are"
+                return "processes of single partition groups are"
             except BlockingIOError:
-                pid = f.read().strip()
-        return f"another headwater stream (PID {pid}) is" if pid else "another headwater stream is"
+                who = f.read().strip()
+        return f"another process ({who}) is" if who else "another process is"
 
     def _message(self, holder: str) -> str:
         which = "" if self.group is None else f" (partition group {self.group})"
         return (
-            f"{holder} running pipeline {self.pipeline}{which} on this lake "
-            f"({self.folder}): two workers would cut and run the same batches. Stop the "
-            "running worker first; to run partition groups in parallel, give every worker its own "
-            "--partition-group."
+            f"{self.command}: {holder} cutting and running the batches of pipeline "
+            f"{self.pipeline}{which} on this lake ({self.folder}); two would run the same "
+            "batches. Wait for it or stop it; to run partition groups in parallel, give each "
+            "process its own --partition-group."
         )
 
     def release(self) -> None:

@@ -142,7 +142,7 @@ def test_produce_csv_rows_names_the_key_column_it_lacks(project):
     assert "Pass --csv-rows with one of them" in result.output  # the option that fixes it
 
 
-def test_a_second_stream_worker_of_a_pipeline_is_refused(project):
+def test_a_second_stream_worker_or_a_run_of_a_pipeline_is_refused(project):
     """A worker left running (another terminal, a unit started twice) and a new one would
     cut and run the same batches: the second says who holds the pipeline and exits."""
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "HEADWATER_HOME")}
@@ -160,9 +160,10 @@ def test_a_second_stream_worker_of_a_pipeline_is_refused(project):
         assert "streaming from its usage source" in line, line + first.stdout.read()
         second = invoke("stream", "placement", "--idle-exit", "1")
         assert second.exit_code == 1
-        assert f"another headwater stream (PID {first.pid}) is running pipeline placement" in (
-            " ".join(second.output.split())  # the message wraps on the terminal's width
-        )
+        said = " ".join(second.output.split())  # the message wraps on the terminal's width
+        assert f"another process (headwater stream, PID {first.pid}) is cutting" in said
+        ran = invoke("run", "placement")  # a one-off run beside the worker: refused as well
+        assert ran.exit_code == 1 and "headwater run: another process" in ran.output
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0
     finally:

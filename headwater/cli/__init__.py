@@ -67,16 +67,24 @@ def run(
     """Cut every pending batch and process it now, in-process, as Dagster runs."""
     try:
         spec_file = resolve_spec(pipeline)
-        _run(spec_file, with_group(spec_file, set_ or [], partition_group), max_batches)
+        overrides = with_group(spec_file, set_ or [], partition_group)
+        _run(spec_file, overrides, max_batches, partition_group)
     except HeadwaterError as exc:
         fail(exc)
 
 
-def _run(spec_file: Path, overrides: list[str], max_batches: int) -> None:
+def _run(spec_file: Path, overrides: list[str], max_batches: int, group: int | None) -> None:
     from headwater.resources.project import get_pipeline
-    from headwater.runner import dagster_instance, run_batches
+    from headwater.worker_lock import WorkerLock
 
     pipeline = get_pipeline(str(spec_file), tuple(overrides), str(home()))
+    with WorkerLock.of(pipeline, group, "headwater run"):
+        _cut_and_run(spec_file, overrides, max_batches, pipeline)
+
+
+def _cut_and_run(spec_file: Path, overrides: list[str], max_batches: int, pipeline) -> None:
+    from headwater.runner import dagster_instance, run_batches
+
     new, pending = pipeline.cut()
     if max_batches:
         pending = pending[:max_batches]

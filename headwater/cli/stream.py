@@ -63,8 +63,7 @@ def stream(
         spec_file = resolve_spec(pipeline)
         overrides = with_group(spec_file, set_ or [], partition_group)
         p = get_pipeline(str(spec_file), tuple(overrides), str(home()))
-        lock = WorkerLock(p.lake.pipeline_dir(p.name) / "_workers", p.name, partition_group)
-        lock.acquire()  # released when this process ends, however it ends
+        lock = WorkerLock.of(p, partition_group, "headwater stream").acquire()
         worker = StreamWorker(
             spec_file,
             p,
