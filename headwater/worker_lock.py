@@ -7,8 +7,8 @@ from the same state; for any pipeline, every batch done twice. Each holds an adv
 process ends, however it ends, so a killed worker leaves no stale lock. A process of every
 group holds ``all.lock`` exclusively; one of a single partition group holds ``all.lock``
 shared and its group's lock exclusively, so groups run side by side and none beside a
-process of every group. (Runs the Dagster sensor launches are queued per group by the
-instance's run coordinator instead.)
+process of every group. The batch sensor holds it while it cuts (its tick is skipped while
+a worker runs); the runs it launches are queued per group by the run coordinator instead.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from headwater.definitions import build_definitions, job_name
 from headwater.resources import HeadwaterProject, KafkaResource
 from headwater.resources.project import get_pipeline
 from headwater.runner import run_batches
+from headwater.worker_lock import WorkerLock
 from tests.conftest import REPO
 
 
@@ -263,3 +264,21 @@ def test_a_large_batch_s_coordinates_are_summarised_in_its_metadata(ztf_spec, tm
         assert text.startswith('{"root": "/in", "ranges": [["0000/0000000.avro", 0, 1]')
         assert len(text) < COORDINATES_SHOWN + 200  # not the ~150,000 characters of them all
         assert "headwater batches ztf --format json" in text
+
+
+def test_the_sensor_skips_while_a_stream_worker_holds_the_pipeline(ztf_spec, tmp_path, instance):
+    """A worker records its batches before it runs them: a sensor cutting beside it would
+    launch runs of the very batches the worker has in hand."""
+    spec_file = ztf_spec(batch=16)
+    defs = build_definitions([spec_file], root=str(tmp_path))
+    sensor = defs.resolve_sensor_def("ztf_batches")
+    resources = {"headwater": HeadwaterProject(root=str(tmp_path), kafka=KafkaResource())}
+    pipeline = get_pipeline(str(spec_file), root=str(tmp_path))
+    held = WorkerLock.of(pipeline, None, "headwater stream")
+    with held, build_sensor_context(instance=instance, resources=resources) as context:
+        skipped = sensor(context)
+    assert isinstance(skipped, SkipReason)
+    assert "another process (headwater stream, PID" in skipped.skip_message
+    assert pipeline.pending() == []  # nothing cut
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        assert isinstance(sensor(context), SensorResult)  # the worker gone, it cuts

@@ -26,6 +26,7 @@ from headwater.batch import Batch
 from headwater.errors import HeadwaterError
 from headwater.resources.project import HeadwaterProject
 from headwater.spec.load import LoadedSpec
+from headwater.worker_lock import WorkerLock
 
 CURSOR_VERSION = 1
 
@@ -99,7 +100,9 @@ def build_batch_sensor(spec: LoadedSpec, job):
     def _sensor(context: SensorEvaluationContext, headwater: HeadwaterProject):
         pipeline = headwater.pipeline(spec_file)
         try:
-            new, pending = pipeline.cut(hold=waiting_groups(context, spec.name))
+            # not while a headwater stream worker (or run) cuts and runs the same batches
+            with WorkerLock.of(pipeline, None, "the batch sensor"):
+                new, pending = pipeline.cut(hold=waiting_groups(context, spec.name))
             pending = pending[: s.max_batches_per_tick]
         except HeadwaterError as exc:
             return SkipReason(f"cannot cut batches: {exc}")
