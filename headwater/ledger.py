@@ -87,12 +87,12 @@ class Ledger:
                 return cached[1]
             with open(path, "rb") as f:
                 data = json.loads(f.read())
+            entry = Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
         except FileNotFoundError:
             cache.pop(batch_id, None)  # its inode may come back with another entry
             return None
-        except (OSError, ValueError) as exc:
-            raise HeadwaterError(f"batch ledger entry {path} is unreadable: {exc}") from exc
-        entry = Entry(Batch.from_json(data["batch"]), data["status"], data.get("summary", {}))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _unreadable(path, exc) from exc
         cache[batch_id] = (stamp, entry)
         return entry
 
@@ -178,3 +178,14 @@ class Ledger:
     def entries(self) -> Iterator[Entry]:
         for w in self.windows():
             yield from self.window(w)
+
+
+def _unreadable(path: str, exc: Exception) -> HeadwaterError:
+    """headwater writes entries whole (a temporary file renamed): one that does not parse was
+    edited, or damaged on the disk."""
+    why = f"no {exc} key" if isinstance(exc, KeyError) else str(exc)
+    return HeadwaterError(
+        f"batch ledger entry {path} is unreadable ({why}); expected the JSON headwater writes: "
+        '{"batch": {...coordinates...}, "status": ..., "summary": ...}. Restore it from a copy, '
+        "or move it out of the ledger: its batch is then no longer known to headwater."
+    )

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from headwater.cli import app
-from headwater.resources.project import get_pipeline, release_pipeline
+from headwater.resources.project import close_pipelines, get_pipeline, release_pipeline
 from tests.conftest import REPO, stop_group
 
 
@@ -181,3 +181,14 @@ def test_a_pipeline_a_command_closed_is_not_handed_to_the_next(project):
     again = get_pipeline(spec)
     assert again is not first
     release_pipeline(again)
+
+
+def test_batches_names_an_unreadable_ledger_entry_without_a_traceback(project):
+    assert invoke("run", "placement").exit_code == 0
+    entry = next((project / "lake" / "placement" / "_batches").rglob("*.json"))
+    entry.write_text('{"broken')
+    close_pipelines()  # a new command is a new process: nothing of the run's read kept
+    listed = invoke("batches", "placement")
+    assert listed.exit_code == 1
+    said = " ".join(listed.output.split())
+    assert f"{entry.name} is unreadable" in said and "Restore it from a copy" in said

@@ -68,6 +68,19 @@ def test_an_unreadable_entry_says_which_file(tmp_path):
         Ledger(tmp_path).window("2026-11-24")
 
 
+@pytest.mark.parametrize(
+    ("text", "why"), [('{"status": "done"}', "no 'batch' key"), ("[1, 2]", "list indices")]
+)
+def test_an_entry_that_parses_but_is_not_an_entry_is_unreadable_too(tmp_path, text, why):
+    """Valid JSON of another shape (a hand edit) is named like a broken file, with what was
+    expected and what to do, rather than a KeyError from deep inside a scan."""
+    Ledger(tmp_path).record(batch(0))
+    (tmp_path / "window=2026-11-24" / "b0000.json").write_text(text)
+    with pytest.raises(HeadwaterError) as caught:
+        Ledger(tmp_path).window("2026-11-24")
+    assert why in str(caught.value) and "Restore it from a copy" in str(caught.value)
+
+
 def test_an_active_window_reads_again_only_pending_entries_and_new_names(tmp_path, monkeypatch):
     """A done entry found again under the same inode is not looked at; pending ones and new
     names are, so another process's records and completions are seen at the next scan."""

@@ -206,9 +206,9 @@ def batches(
 
     try:
         p = get_pipeline(str(resolve_spec(pipeline)), tuple(set_ or []), str(home()))
+        entries = p.ledger.window(window) if window else list(p.ledger.entries())
     except HeadwaterError as exc:
         fail(exc)
-    entries = p.ledger.window(window) if window else list(p.ledger.entries())
     if fmt == "json":
         for e in entries:
             line = {**e.batch.to_json(), "status": e.status, "summary": e.summary}
