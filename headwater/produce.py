@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from headwater.errors import HeadwaterError
+from headwater.kafka.connection import ClientErrors
 
 
 def message_files(folder: Path, pattern: str = "**/*") -> list[Path]:
@@ -81,9 +82,17 @@ def produce_messages(
 ) -> int:
     """Send ``(key, value)`` messages in order, paced to ``rate`` a second when > 0; return
     how many were sent, once every delivery report came back."""
+    seen = ClientErrors()
     producer = Producer(
-        {"bootstrap.servers": bootstrap_servers, "acks": "all", "linger.ms": 5, **(config or {})}
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "acks": "all",
+            "linger.ms": 5,
+            "error_cb": seen,
+            **(config or {}),
+        }
     )
+    _check_topic(producer, topic, bootstrap_servers, seen)
     errors: list[str] = []
 
     def delivered(err, msg) -> None:
@@ -114,3 +123,29 @@ def produce_messages(
             f"delivered: {'; '.join(errors[:3]) or 'flush timed out'}"
         )
     return sent
+
+
+#: How long the topic's metadata may take before the cluster counts as unreachable.
+METADATA_SECONDS = 15.0
+
+
+def _check_topic(producer: Producer, topic: str, servers: str, seen: ClientErrors) -> None:
+    """Fail before sending when the cluster does not answer or the topic does not exist:
+    either way every message would otherwise time out one by one, saying only that."""
+    try:
+        meta = producer.list_topics(topic, timeout=METADATA_SECONDS)
+    except KafkaException as exc:
+        producer.poll(0)  # serves error_cb: what the client saw says why (refused, auth)
+        raise HeadwaterError(
+            f"cannot reach Kafka at {servers}: {seen.explain(exc)} "
+            "(./scripts/kafka-broker starts a local one; --bootstrap-servers names another)"
+        ) from exc
+    found = meta.topics.get(topic)
+    if found is None or (found.error is not None and found.error.code() in _MISSING):
+        raise HeadwaterError(
+            f"topic {topic} does not exist at {servers}; create it first: headwater topics "
+            "apply PIPELINE (the pipeline whose spec declares it)"
+        )
+
+
+_MISSING = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)

@@ -10,6 +10,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from headwater.batch import RawBatch, raw_table
 from headwater.decoders.avro import AvroConfig, AvroDecoder
+from headwater.errors import HeadwaterError
+from headwater.ports import free_port
+from headwater.produce import produce_files
 from tests.conftest import REPO, ztf_files
 
 
@@ -118,7 +121,9 @@ def test_headwater_produce_loads_a_folder_into_a_topic(kafka_bootstrap):
             "3",
         ],
     )
-    assert missing.exit_code == 1 and "were not delivered" in missing.output
+    # at once, naming the topic and what creates it (each message used to time out alone)
+    assert missing.exit_code == 1, missing.output
+    assert "topic nope-topic does not exist" in missing.output and "topics apply" in missing.output
 
 
 def test_the_broker_script_refuses_a_port_in_use_with_one_line(kafka_bootstrap):
@@ -137,3 +142,10 @@ def test_the_broker_script_refuses_a_port_in_use_with_one_line(kafka_bootstrap):
     assert f"error: cannot start a Kafka broker on 127.0.0.1:{port}" in done.stderr
     assert "another port" in done.stderr and "Traceback" not in done.stderr
     assert "ready" not in done.stdout
+
+
+def test_produce_to_no_broker_says_it_cannot_reach_kafka(monkeypatch):
+    monkeypatch.setattr("headwater.produce.METADATA_SECONDS", 2.0)
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(HeadwaterError, match=f"cannot reach Kafka at {nobody}: no broker answers"):
+        produce_files(ztf_files()[:2], "t", nobody)
