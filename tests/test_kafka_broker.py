@@ -1,7 +1,11 @@
 """The project's own Kafka broker: real ZTF alerts through a real topic and back."""
 
+import os
+import signal
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -13,7 +17,7 @@ from headwater.decoders.avro import AvroConfig, AvroDecoder
 from headwater.errors import HeadwaterError
 from headwater.ports import free_port
 from headwater.produce import produce_files
-from tests.conftest import REPO, ztf_files
+from tests.conftest import REPO, stop_group, ztf_files
 
 
 def create_topic(bootstrap: str, partitions: int) -> str:
@@ -149,3 +153,42 @@ def test_produce_to_no_broker_says_it_cannot_reach_kafka(monkeypatch):
     nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(HeadwaterError, match=f"cannot reach Kafka at {nobody}: no broker answers"):
         produce_files(ztf_files()[:2], "t", nobody)
+
+
+def _brokers() -> set[int]:
+    """PIDs of local brokers started by LocalBroker (their config is in headwater-kafka-*)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmd and b"headwater-kafka-" in cmd:
+            found.add(int(entry.name))
+    return found
+
+
+def test_the_broker_script_stopped_while_starting_leaves_no_broker(kafka_bootstrap):
+    """SIGTERM as soon as the broker's JVM exists (ready or not): the script stops it too.
+    The handler used to be set only once the broker was ready, so a stop during start-up
+    left a broker running in its own process group."""
+    before = _brokers()
+    proc = subprocess.Popen(
+        [str(REPO / "scripts" / "kafka-broker"), "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _brokers() - before:
+            assert proc.poll() is None and time.monotonic() < deadline, "no broker started"
+            time.sleep(0.05)
+        started = _brokers() - before
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert not started & _brokers(), f"broker(s) {started} still running"
+    finally:
+        stop_group(proc)
+        for pid in started & _brokers() if "started" in locals() else ():
+            os.kill(pid, signal.SIGKILL)
