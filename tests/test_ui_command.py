@@ -9,33 +9,18 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from headwater.ports import free_port
 from headwater.resources.project import get_pipeline
 from headwater.runner import dagster_instance, run_batches
 from tests.conftest import stop_group
-from tests.test_webui import graphql, project  # noqa: F401  (the fixture)
+from tests.test_webui import graphql, project, wait_serving  # noqa: F401  (the fixture)
 
 
 def _background_job() -> None:
     """What `sh -c 'headwater ui &'` does to the job: SIGINT ignored (inherited over exec)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _wait_serving(proc: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text()[-3000:]) from None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _group_gone(pgid: int, within: float) -> bool:
@@ -72,7 +57,7 @@ def test_ui_serves_the_project_instance_and_stops_on_sigterm(project):  # noqa: 
             preexec_fn=_background_job,
         )
     try:
-        _wait_serving(proc, port, log)
+        wait_serving(proc, port, log.read_text)
         runs = graphql(port, "{ runsOrError { ... on Runs { results { runId } } } }")
         assert outcome.run_id in {r["runId"] for r in runs["runsOrError"]["results"]}
         assert not list(project.glob(".tmp_dagster_home_*"))

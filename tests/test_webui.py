@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 
@@ -42,6 +43,21 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
+def wait_serving(proc: subprocess.Popen, port: int, output: Callable[[], str]) -> None:
+    """Until the web server on ``port`` answers; its output in the failure if it exits."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(output()[-3000:]) from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def webserver(project):
     port = free_port()
@@ -65,17 +81,7 @@ def webserver(project):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read().decode()[-3000:]) from None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_serving(proc, port, lambda: proc.stderr.read().decode())
         yield port
     finally:
         stop_group(proc)
