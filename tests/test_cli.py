@@ -192,3 +192,13 @@ def test_batches_names_an_unreadable_ledger_entry_without_a_traceback(project):
     assert listed.exit_code == 1
     said = " ".join(listed.output.split())
     assert f"{entry.name} is unreadable" in said and "Restore it from a copy" in said
+
+
+def test_batches_of_a_pipeline_never_run_says_so_and_how_to_cut_them(project):
+    listed = invoke("batches", "placement")
+    assert listed.exit_code == 0
+    said = " ".join(listed.output.split())  # the line wraps on the terminal's width
+    assert "placement: no batches recorded yet. headwater run placement (or a stream" in said
+    assert invoke("run", "placement").exit_code == 0
+    listed = invoke("batches", "placement")
+    assert "no batches recorded" not in listed.output and listed.output.count("done") == 3

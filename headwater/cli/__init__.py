@@ -214,6 +214,13 @@ def batches(
             line = {**e.batch.to_json(), "status": e.status, "summary": e.summary}
             sys.stdout.write(json.dumps(line) + "\n")
         return
+    if not entries:
+        where = f" in window {window}" if window else ""
+        out.print(
+            f"pipeline [bold]{p.name}[/]: no batches recorded{where} yet. headwater run "
+            f"{p.name} (or a stream worker, or the sensor) cuts them from new input."
+        )
+        return
     table = Table(title=f"batches of {p.name}")
     for col in ("window", "batch", "status", "records", "quarantined", "coordinates"):
         table.add_column(col)
