@@ -51,7 +51,7 @@ def dagster_instance(root: Path, capture_logs: bool = True):
     else:
         home = root / ".dagster"
         home.mkdir(parents=True, exist_ok=True)
-        config_dir = root if (root / "dagster.yaml").exists() else home
+        config_dir = dagster_home(root)  # the folder with the dagster.yaml in use
         cwd = Path.cwd()
         os.chdir(root)  # dagster.yaml's relative storage paths are relative to the project root
         try:
