@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from headwater.errors import HeadwaterError
+from headwater.kafka.client_log import client_logger
 from headwater.kafka.connection import ClientErrors
 
 
@@ -89,6 +90,7 @@ def produce_messages(
             "acks": "all",
             "linger.ms": 5,
             "error_cb": seen,
+            "logger": client_logger(),
             **(config or {}),
         }
     )

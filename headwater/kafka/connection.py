@@ -17,12 +17,14 @@ gives servers, protocol and user name only.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from confluent_kafka import KafkaError
 from pydantic import AfterValidator, Field, model_validator
 
 from headwater.config import ComponentConfig, EnvRef, Secret
+from headwater.kafka.client_log import client_logger
 
 Scalar = str | int | float | bool
 
@@ -98,6 +100,7 @@ class KafkaConnection(ComponentConfig):
             **self.client,
             "bootstrap.servers": self.servers(),
             "security.protocol": self.security_protocol,
+            "logger": client_logger(),  # not stderr: each distinct problem once a minute
         }
         optional = {
             "sasl.mechanism": self.sasl_mechanism,
@@ -133,15 +136,25 @@ class ClientErrors:
     refused, every broker down), so the message the user sees names the cause.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, serve: Callable[[], object] | None = None) -> None:
         self._lock = threading.Lock()
         self.seen: list[KafkaError] = []
+        # An admin client calls error_cb only from its poll(), which nothing else calls;
+        # ``serve`` polls it before explaining. (Never a consumer's poll: that takes messages.)
+        self.serve = serve
 
     def __call__(self, err: KafkaError) -> None:
         with self._lock:
             self.seen = [*self.seen[-9:], err]
 
+    def login_refused(self) -> bool:
+        """The cluster refused the credentials: asking again cannot help."""
+        with self._lock:
+            return any(e.code() == KafkaError._AUTHENTICATION for e in self.seen)
+
     def explain(self, exc: BaseException | None = None) -> str:
+        if self.serve is not None:
+            self.serve()
         with self._lock:
             seen = list(self.seen)
         auth = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]

@@ -8,6 +8,7 @@ on its own: the source never creates topics (the broker refuses auto-creation to
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,15 +75,25 @@ class Topics:
         self.conn = conn
         self.errors = ClientErrors()
         self.admin = _admin(conn, self.errors)
+        self.errors.serve = lambda: self.admin.poll(0)
 
     def existing(self) -> dict[str, int]:
-        """Every topic's name and partition count (internal topics left out)."""
-        try:
-            meta = self.admin.list_topics(timeout=TIMEOUT)
-        except KafkaException as exc:
-            raise TopicError(
-                f"cannot reach Kafka at {self.conn.describe()}: {self.errors.explain(exc)}"
-            ) from exc
+        """Every topic's name and partition count (internal topics left out).
+
+        Asks once a second until TIMEOUT, so that a refused login is reported at once
+        rather than after the whole wait."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                meta = self.admin.list_topics(timeout=max(min(1.0, left), 0.1))
+                break
+            except KafkaException as exc:
+                why = self.errors.explain(exc)
+                if self.errors.login_refused() or left <= 1.0:
+                    raise TopicError(
+                        f"cannot reach Kafka at {self.conn.describe()}: {why}"
+                    ) from exc
         return {n: len(t.partitions) for n, t in meta.topics.items() if not n.startswith("__")}
 
     def configs(self, names: list[str]) -> dict[str, dict[str, str]]:

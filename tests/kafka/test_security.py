@@ -2,6 +2,7 @@
 
 import gc
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -102,3 +103,29 @@ def test_secrets_in_client_settings_are_refused():
         KafkaConnection.model_validate({"client": {"sasl.password": "x"}})
     with pytest.raises(ValueError, match="needs sasl_mechanism"):
         KafkaConnection.model_validate({"security_protocol": "SASL_SSL"})
+
+
+def test_topics_reports_a_refused_login_without_waiting_out_its_timeout(sasl_broker, monkeypatch):
+    from headwater.kafka import topics
+
+    monkeypatch.setenv("TEST_KAFKA_PASSWORD", "wrong")
+    monkeypatch.setattr(topics, "TIMEOUT", 60.0)
+    conn = KafkaConnection.model_validate(
+        {
+            "bootstrap_servers": sasl_broker.sasl_bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "alice",
+            "sasl_password": {"env": "TEST_KAFKA_PASSWORD"},
+        }
+    )
+    admin = topics.Topics(conn)
+    asked = []
+    list_topics = admin.admin.list_topics
+    admin.admin = SimpleNamespace(
+        list_topics=lambda **kw: asked.append(kw) or list_topics(**kw), poll=admin.admin.poll
+    )
+    with pytest.raises(topics.TopicError, match="authentication failed"):
+        admin.existing()
+    # asked about once a second: a wait of the whole minute would ask some 60 times
+    assert len(asked) < 30
