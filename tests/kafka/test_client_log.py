@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 from confluent_kafka import Consumer
@@ -80,3 +81,41 @@ def test_a_client_of_a_cluster_that_is_down_logs_one_line_not_one_per_attempt(
     [repeats] = fresh_filter.filters
     assert repeats.held() >= 2  # more attempts than lines: the filter, not luck, kept it to one
     assert "%3|" not in capfd.readouterr().err  # nothing straight to stderr
+
+
+def test_the_project_instance_puts_a_run_s_kafka_client_lines_in_its_event_log(
+    fresh_filter, tmp_path
+):
+    """The bundled dagster.yaml names the client logger: what a run's clients report
+    (here: a cluster that is down) shows in the run's logs in the web UI, once."""
+    from dagster import job, op
+
+    from headwater.runner import dagster_instance
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    servers = f"127.0.0.1:{free_port()}"
+
+    @op
+    def read_from_a_cluster_that_is_down() -> None:
+        conn = KafkaConnection(bootstrap_servers=servers)
+        consumer = Consumer(conn.settings(**{"group.id": "headwater-test"}))
+        try:
+            consumer.subscribe(["nothing-here"])
+            for _ in range(15):
+                consumer.poll(0.1)
+        finally:
+            consumer.close()
+
+    @job
+    def kafka_client_lines() -> None:
+        read_from_a_cluster_that_is_down()
+
+    instance = dagster_instance(tmp_path, capture_logs=False)
+    result = kafka_client_lines.execute_in_process(instance=instance)
+    logged = [
+        e.message
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event is None and "Connection refused" in e.message
+    ]
+    assert len(logged) == 1 and servers in logged[0]
