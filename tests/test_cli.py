@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -202,3 +203,40 @@ def test_batches_of_a_pipeline_never_run_says_so_and_how_to_cut_them(project):
     assert invoke("run", "placement").exit_code == 0
     listed = invoke("batches", "placement")
     assert "no batches recorded" not in listed.output and listed.output.count("done") == 3
+
+
+def test_data_and_errors_print_as_they_are_never_as_markup(project):
+    """Rich reads [tags] in what it prints: a value "[/x]" was a crash, "[bold]" vanished."""
+    assert invoke("run", "placement").exit_code == 0
+    result = invoke("query", "select '[/x] and [bold]y' as \"[b]c\", 1 as n")
+    assert result.exit_code == 0
+    assert "[/x] and [bold]y" in result.output and "[b]c" in result.output
+    missing = invoke("run", "no[/such]")
+    assert missing.exit_code == 1
+    assert "no pipeline 'no[/such]'" in missing.output
+
+
+def test_the_kafka_clients_lines_print_once_timed_and_as_they_are(capsys):
+    import logging
+
+    from headwater.cli.common import show_client_lines
+    from headwater.kafka.client_log import LOGGER_NAME, Repeats
+
+    logger = logging.getLogger(LOGGER_NAME)
+    kept_filters, kept_handlers = list(logger.filters), list(logger.handlers)
+    for f in kept_filters:
+        logger.removeFilter(f)
+    logger.addFilter(Repeats())
+    try:
+        show_client_lines()
+        show_client_lines()  # main() and a test both call it: one handler
+        line = "FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:1/bootstrap]: Connection refused"
+        for _ in range(3):
+            logger.error(line)
+        logger.info("only warnings and up are shown")
+        printed = capsys.readouterr().err.splitlines()
+    finally:
+        logger.filters[:] = kept_filters
+        logger.handlers[:] = kept_handlers
+    assert len(printed) == 1
+    assert re.fullmatch(r"\d\d:\d\d:\d\d kafka client: " + re.escape(line), printed[0])

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from headwater.cli.common import (
     GroupOption,
@@ -25,6 +27,7 @@ from headwater.cli.common import (
     progress_bar,
     resolve_spec,
     short,
+    show_client_lines,
     with_group,
 )
 from headwater.cli.topics import topics_app
@@ -52,7 +55,7 @@ def validate(
             failed = True
             continue
         streams = ", ".join(s.name for s in spec.streams)
-        out.print(f"[green]ok[/] {spec.file}: pipeline {spec.name}, streams {streams}")
+        out.print(f"[green]ok[/] {escape(f'{spec.file}: pipeline {spec.name}, streams {streams}')}")
     if failed:
         raise typer.Exit(1)
 
@@ -114,7 +117,7 @@ def _cut_and_run(spec_file: Path, overrides: list[str], max_batches: int, pipeli
     failed = [r for r in results if not r.success]
     if failed:
         for r in failed:
-            err.print(f"[red]batch {r.batch.id} failed[/]: {r.error}", highlight=False)
+            err.print(f"[red]batch {r.batch.id} failed[/]: {escape(str(r.error))}", highlight=False)
         err.print("Failed batches stay pending; `headwater run` again retries them.")
         raise typer.Exit(1)
 
@@ -135,14 +138,18 @@ def _summary(pipeline, results, seconds: float) -> None:
         table.add_column(col, justify="left" if col in ("stream", "output") else "right")
     for name, (rin, rout, q) in streams.items():
         table.add_row(
-            name, str(rin), str(rout), str(q), short(pipeline.lake.stream_dir(pipeline.name, name))
+            name,
+            str(rin),
+            str(rout),
+            str(q),
+            Text(short(pipeline.lake.stream_dir(pipeline.name, name))),
         )
     out.print(table)
     rate = messages / seconds if seconds else 0.0
     out.print(
         f"{messages} messages, {quarantined} quarantined, {rate:,.0f} messages/s "
         "(Dagster run start-up included). "
-        f"DuckDB: {pipeline.lake.database(pipeline.name)}"
+        f"DuckDB: {escape(str(pipeline.lake.database(pipeline.name)))}"
     )
     first = pipeline.spec.streams[-1].name
     out.print(f'Try: headwater query "select count(*) from {first}"', highlight=False)
@@ -181,7 +188,7 @@ def query(
 def _table(columns: list[str], rows: list[tuple[Any, ...]], limit: int) -> None:
     table = Table()
     for c in columns:
-        table.add_column(c, overflow="fold", max_width=60)
+        table.add_column(Text(c), overflow="fold", max_width=60)
     for row in rows[:limit]:
         table.add_row(*(_cell(v) for v in row))
     out.print(table)
@@ -189,9 +196,10 @@ def _table(columns: list[str], rows: list[tuple[Any, ...]], limit: int) -> None:
         out.print(f"({len(rows)} rows, {limit} shown; --limit or --format csv for all)")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    """A value as it is: data is never read as Rich markup (``[/x]`` would be an error)."""
     text = "NULL" if value is None else str(value)
-    return text if len(text) <= 200 else text[:200] + "…"
+    return Text(text if len(text) <= 200 else text[:200] + "…")
 
 
 @app.command()
@@ -231,7 +239,7 @@ def batches(
             e.status,
             str(e.batch.records),
             str(e.summary.get("quarantined", "")),
-            p.source.describe(e.batch.coordinates),
+            Text(p.source.describe(e.batch.coordinates)),  # file names are not markup
         )
     out.print(table)
 
@@ -345,4 +353,5 @@ def ui(
 
 
 def main() -> None:
+    show_client_lines()
     app()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from headwater.errors import HeadwaterError
@@ -45,8 +48,35 @@ def resolve_spec(pipeline: str) -> Path:
 
 
 def fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def now() -> str:
+    """The time a long-running command's lines start with."""
+    return dt.datetime.now().strftime("%H:%M:%S")
+
+
+class _ClientLines(logging.Handler):
+    """The Kafka clients' own lines on stderr, timed and named like the commands' own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = escape(record.getMessage())  # librdkafka's [client] [thread] are not markup
+            err.print(f"{now()} [yellow]kafka client:[/] {line}", highlight=False)
+        except Exception:  # logging must not fail the command
+            self.handleError(record)
+
+
+def show_client_lines() -> None:
+    """Print the Kafka clients' lines (``headwater.kafka.client``, warnings and up; each
+    distinct one once a minute) through the command's console, once per process."""
+    from headwater.kafka.client_log import client_logger
+
+    logger = client_logger()
+    if not any(isinstance(h, _ClientLines) for h in logger.handlers):
+        handler = _ClientLines(logging.WARNING)
+        logger.addHandler(handler)
 
 
 def progress_bar() -> Progress:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from headwater.cli.common import (
     GroupOption,
@@ -15,6 +15,7 @@ from headwater.cli.common import (
     err,
     fail,
     home,
+    now,
     out,
     resolve_spec,
     with_group,
@@ -75,7 +76,9 @@ def stream(
             max_batches=max_batches,
             record=str(record or p.spec.model.worker.record),
             on_batch=None if quiet else _report,
-            on_error=lambda exc: err.print(f"[yellow]waiting:[/] {exc}", highlight=False),
+            on_error=lambda exc: err.print(
+                f"{now()} [yellow]waiting:[/] {escape(str(exc))}", highlight=False
+            ),
         )
         p.warm()  # ready before saying so: the first batches do not pay for start-up
         wait = f"{worker.max_wait * 1000:.0f} ms"
@@ -104,19 +107,18 @@ def stream(
 
 
 def _report(outcome) -> None:
-    now = dt.datetime.now().strftime("%H:%M:%S")
     s = outcome.summary
     if outcome.success:
         out.print(
-            f"{now} {outcome.batch.window} {outcome.batch.id}: {s.get('messages', 0)} messages, "
+            f"{now()} {outcome.batch.window} {outcome.batch.id}: {s.get('messages', 0)} messages, "
             f"{s.get('quarantined', 0)} quarantined, {s.get('seconds', 0):.2f}s "
             f"({_where(outcome)})",
             highlight=False,
         )
     else:
         err.print(
-            f"[red]{now} batch {outcome.batch.id} failed[/] ({_where(outcome)}): "
-            f"{outcome.error}; retrying from the same offsets",
+            f"[red]{now()} batch {outcome.batch.id} failed[/] ({_where(outcome)}): "
+            f"{escape(str(outcome.error))}; retrying from the same offsets",
             highlight=False,
         )
 
