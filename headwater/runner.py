@@ -87,6 +87,9 @@ class BatchRunner:
         """Nothing to do: a run is its batch's record in Dagster, kept even if it died."""
         return 0
 
+    def refuse_claimed(self, batches: list[Batch], command: str) -> None:
+        refuse_claimed(self.instance, self.pipeline, batches, command)
+
     def run_each(
         self, batches: list[Batch], stop: Callable[[], bool] = lambda: False
     ) -> Iterator[RunOutcome]:
@@ -106,9 +109,14 @@ class BatchRunner:
             },
             instance=self.instance,
             partition_key=batch.window,
-            tags=batch_tags(
-                batch, source.describe(batch.coordinates), self.pipeline.group(batch.coordinates)
-            ),
+            tags={
+                **batch_tags(
+                    batch,
+                    source.describe(batch.coordinates),
+                    self.pipeline.group(batch.coordinates),
+                ),
+                IN_PROCESS_TAG: "true",
+            },
             raise_on_error=False,
         )
         entry = self.pipeline.ledger.find(batch.window, batch.id)
@@ -180,6 +188,9 @@ class EventRunner:
         reporting, self._reporting = self._reporting, None
         if reporting is not None:
             reporting.result()
+
+    def refuse_claimed(self, batches: list[Batch], command: str) -> None:
+        refuse_claimed(self.instance, self.pipeline, batches, command)
 
     def report_missing(self, recent: int = 50) -> int:
         """Report the events of the latest window's last ``recent`` done batches that have
@@ -259,6 +270,54 @@ def one_at_a_time(
         yield outcome
         if not outcome.success:
             return
+
+
+#: Tags the runs this process executes itself (``headwater run``, ``headwater stream
+#: --record runs``): the worker lock keeps two such processes apart, and one killed leaves its
+#: run "started" for ever, which must not stop the next from running the batch again.
+IN_PROCESS_TAG = "headwater/in_process"
+
+
+def claimed_batches(instance, pipeline: str) -> dict[str, str]:
+    """Batch id → run id, for the pipeline's runs that Dagster has queued, is starting or is
+    running (launched by the sensor or from the web UI): their batches are theirs until they end."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    active = [
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.CANCELING,
+    ]
+    runs = instance.get_runs(
+        filters=RunsFilter(statuses=active, tags={"headwater/pipeline": pipeline})
+    )
+    return {
+        r.tags["headwater/batch_id"]: r.run_id
+        for r in runs
+        if "headwater/batch_id" in r.tags and IN_PROCESS_TAG not in r.tags
+    }
+
+
+def refuse_claimed(instance, pipeline: Pipeline, batches: list[Batch], command: str) -> None:
+    """Fail when Dagster runs hold some of ``batches``: running them here as well would
+    process each twice at once (a placement loop's moves applied twice), and running only the
+    others would take a closed loop's windows out of order."""
+    from headwater.errors import HeadwaterError
+
+    claimed = claimed_batches(instance, pipeline.name)
+    held = [(b.id, claimed[b.id]) for b in batches if b.id in claimed]
+    if not held:
+        return
+    shown = ", ".join(f"{b} (run {r[:8]})" for b, r in held[:3])
+    more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+    raise HeadwaterError(
+        f"{command}: {len(held)} pending batch(es) of pipeline {pipeline.name} have a Dagster "
+        f"run queued or running: {shown}{more}. Wait for those runs to end (Runs in the web "
+        "UI), or terminate them there (a run whose process is gone can be marked canceled), "
+        "then start this again."
+    )
 
 
 def run_batches(

@@ -166,7 +166,10 @@ class StreamWorker:
         return bool(self.max_batches) and self.stats.batches >= self.max_batches
 
     def _run_pending(self) -> None:
-        self._run_all(self.pipeline.pending())
+        pending = self.pipeline.pending()
+        # runs the sensor launched before this worker took the pipeline may still hold some
+        self.runner.refuse_claimed(pending, "headwater stream")
+        self._run_all(pending)
 
     def _run_all(self, batches: list[Batch]) -> None:
         """Run batches in turn, each read and decoded while the one before is worked on (a

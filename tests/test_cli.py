@@ -240,3 +240,41 @@ def test_the_kafka_clients_lines_print_once_timed_and_as_they_are(capsys):
         logger.handlers[:] = kept_handlers
     assert len(printed) == 1
     assert re.fullmatch(r"\d\d:\d\d:\d\d kafka client: " + re.escape(line), printed[0])
+
+
+def test_run_and_stream_leave_batches_that_dagster_runs_hold(project):
+    """The sensor launched a run for a batch, still queued, before someone typed headwater
+    run: running it here too would apply its moves twice, and skipping it would take the
+    closed loop's windows out of order. Both commands refuse and name the run; a run this
+    command left behind (killed mid-batch: "started" for ever) holds nothing."""
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from headwater.runner import IN_PROCESS_TAG, dagster_instance
+    from headwater.sensors.batches import batch_tags
+
+    pipeline = get_pipeline(str(project / "pipelines" / "placement.yaml"))
+    _new, [first, *_] = pipeline.cut()
+    release_pipeline(pipeline)
+    instance = dagster_instance(project)
+    left = DagsterRun(
+        job_name="placement_job",
+        status=DagsterRunStatus.STARTED,
+        tags={**batch_tags(first, "a killed run"), IN_PROCESS_TAG: "true"},
+    )
+    queued = DagsterRun(  # as the sensor's run request leaves it before the queue takes it
+        job_name="placement_job", status=DagsterRunStatus.NOT_STARTED, tags=batch_tags(first, "x")
+    )
+    instance.add_run(left)
+    instance.add_run(queued)
+    for command in ("run", "stream"):
+        refused = invoke(command, "placement", *(["--idle-exit", "1"] * (command == "stream")))
+        said = " ".join(refused.output.split())
+        assert refused.exit_code == 1, said
+        assert f"headwater {command}: 1 pending batch(es) of pipeline placement" in said
+        assert f"{first.id} (run {queued.run_id[:8]})" in said
+    assert not (project / "lake" / "placement" / "moves.jsonl").exists()  # nothing ran
+
+    instance.report_run_canceled(queued)
+    instance.dispose()
+    assert invoke("run", "placement").exit_code == 0
+    assert (project / "lake" / "placement" / "moves.jsonl").read_text()

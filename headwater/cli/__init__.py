@@ -86,11 +86,15 @@ def _run(spec_file: Path, overrides: list[str], max_batches: int, group: int | N
 
 
 def _cut_and_run(spec_file: Path, overrides: list[str], max_batches: int, pipeline) -> None:
-    from headwater.runner import dagster_instance, run_batches
+    from headwater.runner import dagster_instance, refuse_claimed, run_batches
 
     new, pending = pipeline.cut()
     if max_batches:
         pending = pending[:max_batches]
+    # what the runs print goes to this terminal: no capture of it per run (two helper
+    # processes, ~60 ms a run); runs the web UI or the sensor launch keep theirs
+    instance = dagster_instance(home(), capture_logs=False)
+    refuse_claimed(instance, pipeline, pending, "headwater run")
     if not pending:
         out.print(
             f"pipeline [bold]{pipeline.name}[/]: nothing to do — no new input since the last batch."
@@ -109,9 +113,7 @@ def _cut_and_run(spec_file: Path, overrides: list[str], max_batches: int, pipeli
             overrides,
             home(),
             on_done=lambda _: progress.advance(task),
-            # what the runs print goes to this terminal: no capture of it per run (two helper
-            # processes, ~60 ms a run); runs the web UI or the sensor launch keep theirs
-            instance=dagster_instance(home(), capture_logs=False),
+            instance=instance,
         )
     _summary(pipeline, results, time.perf_counter() - started)
     failed = [r for r in results if not r.success]
