@@ -296,8 +296,16 @@ def claimed_batches(instance, pipeline: str) -> dict[str, str]:
     return {
         r.tags["headwater/batch_id"]: r.run_id
         for r in runs
-        if "headwater/batch_id" in r.tags and IN_PROCESS_TAG not in r.tags
+        if "headwater/batch_id" in r.tags and not _in_process(r.tags)
     }
+
+
+def _in_process(tags: dict[str, str]) -> bool:
+    """Executed by a headwater command itself; not a re-execution of one from the web UI,
+    which may copy its parent's tags but runs in a process of Dagster's."""
+    from dagster._core.storage.tags import PARENT_RUN_ID_TAG
+
+    return IN_PROCESS_TAG in tags and PARENT_RUN_ID_TAG not in tags
 
 
 def refuse_claimed(instance, pipeline: Pipeline, batches: list[Batch], command: str) -> None:

@@ -5,6 +5,8 @@ import pytest
 from dagster import (
     AssetKey,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     SensorResult,
     SkipReason,
     build_sensor_context,
@@ -282,3 +284,35 @@ def test_the_sensor_skips_while_a_stream_worker_holds_the_pipeline(ztf_spec, tmp
     assert pipeline.pending() == []  # nothing cut
     with build_sensor_context(instance=instance, resources=resources) as context:
         assert isinstance(sensor(context), SensorResult)  # the worker gone, it cuts
+
+
+def test_batches_claimed_are_those_of_runs_yet_to_end_but_not_the_cli_s_own(instance):
+    from dagster._core.storage.tags import PARENT_RUN_ID_TAG
+
+    from headwater.runner import IN_PROCESS_TAG, claimed_batches
+
+    def tags(batch: str, pipeline: str = "p", **more) -> dict[str, str]:
+        return {"headwater/pipeline": pipeline, "headwater/batch_id": batch, **more}
+
+    started, waiting = DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED
+    runs = {
+        "sensor": (started, tags("b1")),
+        "requested": (waiting, tags("b2")),
+        "finished": (DagsterRunStatus.SUCCESS, tags("b3")),
+        "cli": (started, tags("b4", **{IN_PROCESS_TAG: "true"})),  # killed, or this very run
+        "ui re-execution of a cli run": (
+            waiting,
+            tags("b5", **{IN_PROCESS_TAG: "true", PARENT_RUN_ID_TAG: "x"}),
+        ),
+        "other pipeline": (started, tags("b6", "q")),
+    }
+    ids = {}
+    for name, (status, run_tags) in runs.items():
+        run = DagsterRun(job_name="p_job", status=status, tags=run_tags)
+        instance.add_run(run)
+        ids[name] = run.run_id
+    assert claimed_batches(instance, "p") == {
+        "b1": ids["sensor"],
+        "b2": ids["requested"],
+        "b5": ids["ui re-execution of a cli run"],
+    }
