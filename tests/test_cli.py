@@ -278,3 +278,45 @@ def test_run_and_stream_leave_batches_that_dagster_runs_hold(project):
     instance.dispose()
     assert invoke("run", "placement").exit_code == 0
     assert (project / "lake" / "placement" / "moves.jsonl").read_text()
+
+
+def test_a_kafka_client_line_in_a_run_of_this_process_prints_once(project, capfd):
+    """In headwater run the run's console logger prints the client's line (python_logs in
+    dagster.yaml) with its run and step; the command's own printer stays quiet then."""
+    import logging
+
+    from dagster import job, op
+
+    from headwater.cli.common import show_client_lines
+    from headwater.kafka.client_log import LOGGER_NAME, Repeats
+    from headwater.runner import dagster_instance
+
+    logger = logging.getLogger(LOGGER_NAME)
+    kept_filters, kept_handlers = list(logger.filters), list(logger.handlers)
+    logger.filters[:] = [Repeats()]
+    line = "FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:1/bootstrap]: Connection refused"
+
+    @op
+    def lose_the_broker() -> None:
+        logger.error(line)
+
+    @job
+    def client_line() -> None:
+        lose_the_broker()
+
+    try:
+        show_client_lines()
+        instance = dagster_instance(project, capture_logs=False)
+        client_line.execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        instance.dispose()
+        logger.error(line.replace("bootstrap", "other"))  # outside a run: ours prints
+        printed = [x for x in capfd.readouterr().err.splitlines() if "Connection refused" in x]
+    finally:
+        logger.filters[:] = kept_filters
+        logger.handlers[:] = kept_handlers
+    assert len(printed) == 2, printed
+    assert " - dagster - ERROR - client_line - " in printed[0] and printed[0].endswith(line)
+    assert " kafka client: " in printed[1]

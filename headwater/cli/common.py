@@ -61,11 +61,18 @@ class _ClientLines(logging.Handler):
     """The Kafka clients' own lines on stderr, timed and named like the commands' own."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _in_a_dagster_run(logging.getLogger(record.name)):
+            return  # the run's own console logger prints it, with the run and step
         try:
             line = escape(record.getMessage())  # librdkafka's [client] [thread] are not markup
             err.print(f"{now()} [yellow]kafka client:[/] {line}", highlight=False)
         except Exception:  # logging must not fail the command
             self.handleError(record)
+
+
+def _in_a_dagster_run(logger: logging.Logger) -> bool:
+    """A Dagster run in this process is capturing the logger (``python_logs``)."""
+    return any(type(h).__module__.startswith("dagster") for h in logger.handlers)
 
 
 def show_client_lines() -> None:
