@@ -1,20 +1,18 @@
 """The CLI as a user runs it: run, query, validate, batches."""
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from headwater.cli import app
 from headwater.resources.project import close_pipelines, get_pipeline, release_pipeline
-from tests.conftest import REPO, stop_group
+from tests.conftest import REPO, headwater_process, stop_group
 
 
 @pytest.fixture
@@ -99,8 +97,6 @@ def test_query_without_outputs_says_what_to_do(project):
 
 
 def test_a_broken_spec_beside_does_not_stop_running_another(project):
-    import subprocess
-    import sys
 
     broken = (project / "pipelines" / "ztf.yaml").read_text().replace("include", "sometimes", 1)
     (project / "pipelines" / "broken.yaml").write_text(broken.replace("name: ztf", "name: broken"))
@@ -146,16 +142,7 @@ def test_produce_csv_rows_names_the_key_column_it_lacks(project):
 def test_a_second_stream_worker_or_a_run_of_a_pipeline_is_refused(project):
     """A worker left running (another terminal, a unit started twice) and a new one would
     cut and run the same batches: the second says who holds the pipeline and exits."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "HEADWATER_HOME")}
-    first = subprocess.Popen(
-        [str(Path(sys.executable).parent / "headwater"), "stream", "placement"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    first = headwater_process(project, "stream", "placement")
     try:
         line = first.stdout.readline()  # said once it holds the pipeline and is ready
         assert "streaming from its usage source" in line, line + first.stdout.read()
