@@ -94,6 +94,7 @@ def produce_messages(
             **(config or {}),
         }
     )
+    seen.serve = lambda: producer.poll(0)  # nothing sent yet: only error_cb is served
     _check_topic(producer, topic, bootstrap_servers, seen)
     errors: list[str] = []
 
@@ -136,8 +137,7 @@ def _check_topic(producer: Producer, topic: str, servers: str, seen: ClientError
     either way every message would otherwise time out one by one, saying only that."""
     try:
         meta = producer.list_topics(topic, timeout=METADATA_SECONDS)
-    except KafkaException as exc:
-        producer.poll(0)  # serves error_cb: what the client saw says why (refused, auth)
+    except KafkaException as exc:  # what the client saw says why (refused, auth)
         raise HeadwaterError(
             f"cannot reach Kafka at {servers}: {seen.explain(exc)} "
             "(./scripts/kafka-broker starts a local one; --bootstrap-servers names another)"

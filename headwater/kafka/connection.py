@@ -136,12 +136,13 @@ class ClientErrors:
     refused, every broker down), so the message the user sees names the cause.
     """
 
-    def __init__(self, serve: Callable[[], object] | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seen: list[KafkaError] = []
-        # An admin client calls error_cb only from its poll(), which nothing else calls;
-        # ``serve`` polls it before explaining. (Never a consumer's poll: that takes messages.)
-        self.serve = serve
+        # A producer or admin client calls error_cb only from its poll(), which nothing may
+        # have called yet: ``serve`` polls it before explaining. (Never a consumer's poll:
+        # that takes messages.)
+        self.serve: Callable[[], object] | None = None
 
     def __call__(self, err: KafkaError) -> None:
         with self._lock:
