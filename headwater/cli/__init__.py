@@ -91,15 +91,15 @@ def _cut_and_run(spec_file: Path, overrides: list[str], max_batches: int, pipeli
     new, pending = pipeline.cut()
     if max_batches:
         pending = pending[:max_batches]
-    # what the runs print goes to this terminal: no capture of it per run (two helper
-    # processes, ~60 ms a run); runs the web UI or the sensor launch keep theirs
-    instance = dagster_instance(home(), capture_logs=False)
-    refuse_claimed(instance, pipeline, pending, "headwater run")
     if not pending:
         out.print(
             f"pipeline [bold]{pipeline.name}[/]: nothing to do — no new input since the last batch."
         )
         return
+    # what the runs print goes to this terminal: no capture of it per run (two helper
+    # processes, ~60 ms a run); runs the web UI or the sensor launch keep theirs
+    instance = dagster_instance(home(), capture_logs=False)
+    refuse_claimed(instance, pipeline, pending, "headwater run")
     out.print(
         f"pipeline [bold]{pipeline.name}[/]: {len(new)} new batch(es), {len(pending)} to process"
     )
